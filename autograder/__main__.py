@@ -1,0 +1,82 @@
+"""``python -m autograder``: release the student notebooks, grade, run the demo.
+
+python -m autograder release [ASSIGNMENT ...]   regenerate notebooks/ from solutions/
+python -m autograder grade ASSIGNMENT [--root DIR]
+                                                grade submitted/*/ASSIGNMENT in DIR
+python -m autograder demo [--root DIR]          release, then grade the bundled samples
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from autograder.course import REPO_ROOT, assignments, generate_release, make_course_root
+from autograder.grade import format_results, grade_assignment
+from autograder.samples import SAMPLES, write_samples
+
+
+def _release(names: list[str]) -> int:
+    for assignment in names or assignments(REPO_ROOT):
+        generate_release(assignment, REPO_ROOT)
+        print(f"notebooks/{assignment}: regenerated from solutions/{assignment}, no leaks")
+    return 0
+
+
+def _grade(assignment: str, root: Path, timeout: float) -> int:
+    print(f"grading {assignment} in {root}")
+    results = grade_assignment(assignment, root, timeout=timeout)
+    print(format_results(results))
+    print(f"feedback: {root / 'feedback'}; grades: {root / f'grades-{assignment}.csv'}")
+    return 0
+
+
+def _demo(root: Path, timeout: float) -> int:
+    _release([])
+    for assignment, samples in SAMPLES.items():
+        if root.exists():
+            shutil.rmtree(root)
+        make_course_root(root, [assignment])
+        write_samples(assignment, root, REPO_ROOT)
+        start = time.time()
+        print(f"\ngrading {len(samples)} sample submissions of {assignment} in {root}")
+        results = grade_assignment(assignment, root, timeout=timeout)
+        print(f"\n{format_results(results)}\n")
+        print("what each sample must get:")
+        for sample in samples:
+            print(f"  {sample.student}: {sample.expected}")
+        seconds = time.time() - start
+        print(f"\n{len(results)} submissions in {seconds:.0f} s; feedback in {root}/feedback")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m autograder",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    release = commands.add_parser("release", help="regenerate notebooks/ from solutions/")
+    release.add_argument("assignments", nargs="*")
+    grade = commands.add_parser("grade", help="autograde every submission of an assignment")
+    grade.add_argument("assignment")
+    grade.add_argument("--root", type=Path, default=REPO_ROOT, help="the course folder")
+    grade.add_argument("--timeout", type=float, default=900, help="seconds per submission")
+    demo = commands.add_parser("demo", help="release, then grade the bundled sample submissions")
+    demo.add_argument("--root", type=Path, default=REPO_ROOT / "build" / "demo")
+    demo.add_argument("--timeout", type=float, default=900, help="seconds per submission")
+    args = parser.parse_args(argv)
+
+    if args.command == "release":
+        return _release(args.assignments)
+    if args.command == "grade":
+        return _grade(args.assignment, args.root.resolve(), args.timeout)
+    return _demo(args.root.resolve(), args.timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

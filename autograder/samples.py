@@ -1,0 +1,117 @@
+"""Sample submissions, built from an assignment's source and release notebooks.
+
+Built rather than stored, so they follow every change to a lab. Each sample says
+what grading must make of it; the demo prints that beside the grade and the
+tests assert it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+from nbformat import NotebookNode
+
+from autograder.course import notebook_names
+
+__all__ = ["SAMPLES", "Sample", "write_samples"]
+
+
+def _grade_id(cell: NotebookNode) -> str | None:
+    return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+
+def _strip_markers(source: str) -> str:
+    return "\n".join(
+        line
+        for line in source.splitlines()
+        if "BEGIN SOLUTION" not in line and "END SOLUTION" not in line
+    )
+
+
+def _answered(source: NotebookNode, release: NotebookNode) -> NotebookNode:
+    """The release notebook with every solution cell answered as the source does."""
+    answers = {
+        _grade_id(c): _strip_markers(c.source)
+        for c in source.cells
+        if c.metadata.get("nbgrader", {}).get("solution")
+    }
+    student = copy.deepcopy(release)
+    for cell in student.cells:
+        if _grade_id(cell) in answers:
+            cell.source = answers[_grade_id(cell)]
+    return student
+
+
+def _replace_in(nb: NotebookNode, grade_id: str, old: str, new: str) -> NotebookNode:
+    for cell in nb.cells:
+        if _grade_id(cell) == grade_id:
+            if cell.source.count(old) != 1:
+                raise ValueError(
+                    f"sample mutation: {old!r} occurs {cell.source.count(old)} times in cell "
+                    f"{grade_id!r}, not once; update autograder/samples.py to the new solution"
+                )
+            cell.source = cell.source.replace(old, new)
+            return nb
+    raise ValueError(f"sample mutation: no cell {grade_id!r}; update autograder/samples.py")
+
+
+def _without_cell(nb: NotebookNode, grade_id: str) -> NotebookNode:
+    kept = [c for c in nb.cells if _grade_id(c) != grade_id]
+    if len(kept) == len(nb.cells):
+        raise ValueError(f"sample: no cell {grade_id!r} to delete; update autograder/samples.py")
+    nb.cells = kept
+    return nb
+
+
+@dataclass(frozen=True)
+class Sample:
+    student: str
+    expected: str  # what grading must make of it, in words
+    build: Callable[[NotebookNode, NotebookNode], NotebookNode | str]
+
+
+_DAY04 = [
+    Sample("sample-correct", "full marks", lambda s, r: _answered(s, r)),
+    Sample("sample-untouched", "0 points", lambda s, r: copy.deepcopy(r)),
+    Sample(
+        "sample-no-shortcut-bn",
+        "loses the BasicBlock and table points; feedback names the missing BatchNorm2d",
+        lambda s, r: _replace_in(
+            _answered(s, r),
+            "basic_block",
+            "                nn.BatchNorm2d(planes * self.expansion),\n",
+            "",
+        ),
+    ),
+    Sample(
+        "sample-deleted-test-cell",
+        "full marks: the deleted test cell is restored and run",
+        lambda s, r: _without_cell(_answered(s, r), "test_resnet34_table"),
+    ),
+    Sample(
+        "sample-corrupted",
+        "not graded (invalid); the batch goes on",
+        lambda s, r: nbformat.writes(_answered(s, r))[:5000],
+    ),
+]
+
+SAMPLES: dict[str, list[Sample]] = {"day04_resnet": _DAY04}
+
+
+def write_samples(assignment: str, root: Path, source_root: Path) -> list[Sample]:
+    """Write each sample to ``root/submitted/<student>/<assignment>/``."""
+    samples = SAMPLES.get(assignment, [])
+    for name in notebook_names(assignment, source_root):
+        source = nbformat.read(source_root / "solutions" / assignment / name, as_version=4)
+        release = nbformat.read(source_root / "notebooks" / assignment / name, as_version=4)
+        for sample in samples:
+            built = sample.build(source, release)
+            folder = root / "submitted" / sample.student / assignment
+            folder.mkdir(parents=True, exist_ok=True)
+            text = built if isinstance(built, str) else nbformat.writes(built)
+            (folder / name).write_text(text, encoding="utf-8")
+    return samples

@@ -1,0 +1,60 @@
+"""Target tables: derived from torchvision's reference models (``weights=None``,
+so nothing downloads), or read from JSON stored beside this file.
+
+The course's target tables are torchvision's: the seed's ResNet-18 table is
+exactly ``summary(torchvision.models.resnet18(num_classes=10), (3, 224, 224))``,
+and ``targets/resnet18-10.json`` keeps that table as the seed printed it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import torchvision
+from torch import nn
+
+from labkit.summary import SummaryTable, capture_summary
+
+__all__ = ["reference_model", "stored_table", "target_table"]
+
+TARGETS_DIR = Path(__file__).with_name("targets")
+
+
+def reference_model(name: str, num_classes: int = 1000, **kwargs) -> nn.Module:
+    """``torchvision.models.<name>(weights=None, num_classes=...)``."""
+    try:
+        builder = getattr(torchvision.models, name)
+    except AttributeError:
+        raise ValueError(f"torchvision.models has no model called {name!r}") from None
+    return builder(weights=None, num_classes=num_classes, **kwargs)
+
+
+@functools.lru_cache(maxsize=32)
+def _target(
+    name: str, num_classes: int, input_size: tuple[int, ...], kwargs: tuple
+) -> SummaryTable:
+    return capture_summary(reference_model(name, num_classes, **dict(kwargs)), input_size)
+
+
+def target_table(
+    name: str,
+    num_classes: int = 1000,
+    input_size: Sequence[int] = (3, 224, 224),
+    **kwargs,
+) -> SummaryTable:
+    """The summary table of torchvision's ``name`` model: what a student's model must match."""
+    return _target(name, num_classes, tuple(input_size), tuple(sorted(kwargs.items())))
+
+
+def stored_table(name: str) -> SummaryTable:
+    """A table kept as JSON in ``autograder/targets/`` (for example ``resnet18-10``)."""
+    path = TARGETS_DIR / f"{name}.json"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in TARGETS_DIR.glob("*.json"))) or "none"
+        raise FileNotFoundError(
+            f"no stored target table {name!r} in {TARGETS_DIR} (known: {known})"
+        )
+    return SummaryTable.from_dict(json.loads(path.read_text(encoding="utf-8")))

@@ -1,0 +1,26 @@
+"""Plumbing for the labs: data, the training loop, plots and summary capture.
+
+Students can read all of it; it never holds a graded answer.
+"""
+
+from labkit.config import RunConfig, default_device, seed_everything
+from labkit.data import ImageData, load_cifar10
+from labkit.plots import plot_history, show_images, show_predictions
+from labkit.summary import capture_summary, count_parameters
+from labkit.train import History, evaluate, fit
+
+__all__ = [
+    "History",
+    "ImageData",
+    "RunConfig",
+    "capture_summary",
+    "count_parameters",
+    "default_device",
+    "evaluate",
+    "fit",
+    "load_cifar10",
+    "plot_history",
+    "seed_everything",
+    "show_images",
+    "show_predictions",
+]

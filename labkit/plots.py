@@ -1,0 +1,73 @@
+"""Figures the labs show: training curves and labelled image grids."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
+
+from labkit.data import ImageData
+from labkit.train import History, predict
+
+__all__ = ["plot_history", "show_images", "show_predictions"]
+
+
+def plot_history(history: History) -> plt.Figure:
+    """Loss per step (with each epoch's mean) and accuracy per epoch."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))
+    steps = len(history.step_losses)
+    ax_loss.plot(range(1, steps + 1), history.step_losses, lw=0.8, alpha=0.6, label="batch")
+    per_epoch = steps / max(len(history.epochs), 1)
+    ends = [per_epoch * e.epoch for e in history.epochs]
+    ax_loss.plot(ends, history.train_loss, "o-", label="epoch mean (train)")
+    ax_loss.plot(ends, [e.test_loss for e in history.epochs], "s--", label="test")
+    ax_loss.set(xlabel="step", ylabel="cross-entropy loss", title="Loss")
+    ax_loss.legend()
+
+    epochs = [e.epoch for e in history.epochs]
+    ax_acc.plot(epochs, [e.train_acc for e in history.epochs], "o-", label="train")
+    ax_acc.plot(epochs, history.test_acc, "s--", label="test")
+    ax_acc.axhline(1 / history.num_classes, color="grey", ls=":", label="chance")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Accuracy", xticks=epochs, ylim=(0, 1))
+    ax_acc.legend()
+    fig.tight_layout()
+    return fig
+
+
+def show_images(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    classes: tuple[str, ...],
+    predictions: torch.Tensor | None = None,
+    columns: int = 8,
+) -> plt.Figure:
+    """A grid of uint8 images titled by class; with ``predictions``, "pred (true)"
+    in green when right and red when wrong."""
+    n = len(images)
+    rows = math.ceil(n / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.4 * columns, 1.6 * rows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        image = images[i].permute(1, 2, 0).cpu()  # H x W x C
+        ax.imshow(image.squeeze(-1), cmap="gray" if image.shape[-1] == 1 else None)
+        true = classes[int(labels[i])]
+        if predictions is None:
+            ax.set_title(true, fontsize=8)
+        else:
+            pred = classes[int(predictions[i])]
+            color = "green" if pred == true else "red"
+            ax.set_title(f"{pred}\n({true})", fontsize=8, color=color)
+    fig.tight_layout()
+    return fig
+
+
+def show_predictions(model: nn.Module, data: ImageData, count: int = 16) -> plt.Figure:
+    """``count`` test images, spread over the test split, with the model's predictions."""
+    index = torch.linspace(0, len(data.test_labels) - 1, count).long()
+    images = data.test_images[index]
+    predictions = predict(model, images, data).argmax(1).cpu()
+    return show_images(images, data.test_labels[index], data.classes, predictions)

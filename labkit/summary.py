@@ -1,0 +1,131 @@
+"""Capture torchsummary's table as data, without side effects on the model.
+
+torchsummary 1.5.1 prints its table and returns None, defaults to
+``device="cuda"``, and runs a train-mode forward pass on random input, which
+consumes the global RNG and moves BatchNorm running statistics. ``capture_summary``
+runs it on a deep copy, in eval mode, on the CPU, under a forked RNG, and parses
+what it printed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torchsummary import summary
+
+__all__ = ["SummaryRow", "SummaryTable", "capture_summary", "count_parameters", "parse_summary"]
+
+_ROW = re.compile(
+    r"^\s*(?P<layer>[A-Za-z_][\w.]*)-(?P<index>\d+)\s+(?P<shape>\[.*\])\s+(?P<params>[\d,]+)\s*$"
+)
+_TOTAL = re.compile(r"^(?P<key>[A-Za-z /()-]+?):\s*(?P<value>[\d.,]+)\s*$")
+_TOTAL_KEYS = {
+    "Total params": "total_params",
+    "Trainable params": "trainable_params",
+    "Non-trainable params": "non_trainable_params",
+    "Input size (MB)": "input_mb",
+    "Forward/backward pass size (MB)": "forward_backward_mb",
+    "Params size (MB)": "params_mb",
+    "Estimated Total Size (MB)": "total_mb",
+}
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """One line of the table: ``Conv2d-5  [-1, 64, 56, 56]  36,864``."""
+
+    layer: str
+    index: int
+    shape: str
+    params: int
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        """What two tables must agree on; the row number is left out."""
+        return (self.layer, self.shape, self.params)
+
+    def __str__(self) -> str:
+        return f"{f'{self.layer}-{self.index}':>20} {self.shape:>25} {self.params:>15,}"
+
+
+@dataclass(frozen=True)
+class SummaryTable:
+    rows: tuple[SummaryRow, ...]
+    total_params: int
+    trainable_params: int
+    non_trainable_params: int
+    input_mb: float
+    forward_backward_mb: float
+    params_mb: float
+    total_mb: float
+    text: str
+
+    def to_dict(self) -> dict:
+        return {
+            "rows": [[r.layer, r.shape, r.params] for r in self.rows],
+            "total_params": self.total_params,
+            "trainable_params": self.trainable_params,
+            "non_trainable_params": self.non_trainable_params,
+            "input_mb": self.input_mb,
+            "forward_backward_mb": self.forward_backward_mb,
+            "params_mb": self.params_mb,
+            "total_mb": self.total_mb,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SummaryTable:
+        rows = tuple(
+            SummaryRow(layer, i, shape, params)
+            for i, (layer, shape, params) in enumerate(data["rows"], start=1)
+        )
+        fields = {k: data[k] for k in _TOTAL_KEYS.values()}
+        return cls(rows=rows, text="", **fields)
+
+
+def parse_summary(text: str) -> SummaryTable:
+    """Parse the text torchsummary prints into a ``SummaryTable``."""
+    rows: list[SummaryRow] = []
+    totals: dict[str, float] = {}
+    for line in text.splitlines():
+        if match := _ROW.match(line):
+            params = int(match["params"].replace(",", ""))
+            rows.append(SummaryRow(match["layer"], int(match["index"]), match["shape"], params))
+        elif (match := _TOTAL.match(line.strip())) and match["key"] in _TOTAL_KEYS:
+            totals[_TOTAL_KEYS[match["key"]]] = float(match["value"].replace(",", ""))
+    missing = sorted(set(_TOTAL_KEYS.values()) - set(totals))
+    if missing:
+        raise ValueError(
+            f"this does not look like torchsummary output: no {', '.join(missing)} line found"
+        )
+    return SummaryTable(
+        rows=tuple(rows),
+        total_params=int(totals["total_params"]),
+        trainable_params=int(totals["trainable_params"]),
+        non_trainable_params=int(totals["non_trainable_params"]),
+        input_mb=totals["input_mb"],
+        forward_backward_mb=totals["forward_backward_mb"],
+        params_mb=totals["params_mb"],
+        total_mb=totals["total_mb"],
+        text=text,
+    )
+
+
+def capture_summary(model: nn.Module, input_size: Sequence[int] = (3, 224, 224)) -> SummaryTable:
+    """``summary(model, input_size)`` as data; ``model`` itself is left untouched."""
+    probe = copy.deepcopy(model).to("cpu").eval()
+    out = io.StringIO()
+    with torch.random.fork_rng(devices=[]), torch.no_grad(), contextlib.redirect_stdout(out):
+        summary(probe, tuple(input_size), device="cpu")
+    return parse_summary(out.getvalue())
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Every parameter, counted by ``numel`` (torchsummary sees only ``weight``/``bias``)."""
+    return sum(p.numel() for p in model.parameters())
