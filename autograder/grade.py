@@ -23,7 +23,16 @@ from nbgrader.api import Gradebook, MissingEntry
 
 from autograder.course import generate_release, nbgrader, notebook_names
 
-__all__ = ["Result", "format_results", "grade_assignment", "preflight"]
+__all__ = [
+    "FAILED",
+    "GRADED",
+    "INVALID",
+    "TIMED_OUT",
+    "Result",
+    "format_results",
+    "grade_assignment",
+    "preflight",
+]
 
 GRADED, INVALID, FAILED, TIMED_OUT = "graded", "invalid", "failed", "timed out"
 
@@ -50,9 +59,8 @@ def preflight(folder: Path, expected: list[str]) -> str | None:
             nb = nbformat.read(path, as_version=4)
             nbformat.validate(nb)
         except Exception as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
             return (
-                f"{name} is not a valid notebook ({type(error).__name__}: {first[:200]}); "
+                f"{name} is not a valid notebook ({type(error).__name__}); the file is kept: "
                 "ask the student to download it again from Jupyter (File > Download)"
             )
     return None
@@ -167,5 +175,5 @@ def format_results(results: list[Result]) -> str:
     for row in [header, *rows]:
         cells = [str(cell).ljust(width) for cell, width in zip(row[:4], widths, strict=True)]
         lines.append("  ".join([*cells, row[4]]).rstrip())
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.insert(1, "  ".join(["-" * w for w in widths] + ["-" * len(header[4])]))
     return "\n".join(lines)

@@ -125,6 +125,8 @@ def check_summary(
     ``weight``/``bias`` count misses.
     """
     name = name or type(model).__name__
+    if isinstance(model, type) and issubclass(model, nn.Module):
+        return [f"{name}: got the class {model.__name__}, not a model: call it, e.g. resnet18()."]
     if not isinstance(model, nn.Module):
         return [f"{name}: expected an nn.Module, got {type(model).__name__}."]
     try:

@@ -25,18 +25,30 @@ TARGETS_DIR = Path(__file__).with_name("targets")
 
 def reference_model(name: str, num_classes: int = 1000, **kwargs) -> nn.Module:
     """``torchvision.models.<name>(weights=None, num_classes=...)``."""
-    try:
-        builder = getattr(torchvision.models, name)
-    except AttributeError:
-        raise ValueError(f"torchvision.models has no model called {name!r}") from None
-    return builder(weights=None, num_classes=num_classes, **kwargs)
+    known = torchvision.models.list_models(module=torchvision.models)
+    if name not in known:
+        raise ValueError(
+            f"torchvision.models has no classification model called {name!r} "
+            f"(known: {', '.join(sorted(known))})"
+        )
+    return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
+
+
+def _frozen(value):
+    """Lists become tuples, so that keyword arguments can key the cache."""
+    return tuple(_frozen(v) for v in value) if isinstance(value, list) else value
+
+
+def _thawed(value):
+    return [_thawed(v) for v in value] if isinstance(value, tuple) else value
 
 
 @functools.lru_cache(maxsize=32)
 def _target(
     name: str, num_classes: int, input_size: tuple[int, ...], kwargs: tuple
 ) -> SummaryTable:
-    return capture_summary(reference_model(name, num_classes, **dict(kwargs)), input_size)
+    options = {key: _thawed(value) for key, value in kwargs}
+    return capture_summary(reference_model(name, num_classes, **options), input_size)
 
 
 def target_table(
@@ -46,7 +58,8 @@ def target_table(
     **kwargs,
 ) -> SummaryTable:
     """The summary table of torchvision's ``name`` model: what a student's model must match."""
-    return _target(name, num_classes, tuple(input_size), tuple(sorted(kwargs.items())))
+    options = tuple(sorted((key, _frozen(value)) for key, value in kwargs.items()))
+    return _target(name, num_classes, tuple(input_size), options)
 
 
 def stored_table(name: str) -> SummaryTable:

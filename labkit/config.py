@@ -2,7 +2,7 @@
 
 ``LABKIT_RUN`` picks the size:
 
-- ``fast``: 2 epochs on a fixed subset of real images (the first 500 training
+- ``fast``: 2 epochs on a fixed subset of real images (the first 300 training
   and 100 test images of each class). Grading and CI always use it, so a
   submission grades in well under two minutes on two CPU cores.
 - ``full``: 2 epochs on the whole dataset, as the seed slides do.
@@ -23,7 +23,7 @@ __all__ = ["RunConfig", "default_device", "seed_everything"]
 
 _SIZES = {
     # size: (train images per class, test images per class); None means all
-    "fast": (500, 100),
+    "fast": (300, 100),
     "full": (None, None),
 }
 

@@ -93,13 +93,19 @@ def parse_summary(text: str) -> SummaryTable:
     """Parse the text torchsummary prints into a ``SummaryTable``."""
     rows: list[SummaryRow] = []
     totals: dict[str, float] = {}
+    rules = 0  # the table's rows stand between the first and second "====" rules
     for line in text.splitlines():
-        if match := _ROW.match(line):
+        if line.startswith("===="):
+            rules += 1
+        elif rules == 1 and line.strip():
+            match = _ROW.match(line)
+            if match is None:
+                raise ValueError(f"cannot read this summary row: {line.strip()!r}")
             params = int(match["params"].replace(",", ""))
             rows.append(SummaryRow(match["layer"], int(match["index"]), match["shape"], params))
         elif (match := _TOTAL.match(line.strip())) and match["key"] in _TOTAL_KEYS:
             totals[_TOTAL_KEYS[match["key"]]] = float(match["value"].replace(",", ""))
-    missing = sorted(set(_TOTAL_KEYS.values()) - set(totals))
+    missing = [label for label, key in _TOTAL_KEYS.items() if key not in totals]
     if missing:
         raise ValueError(
             f"this does not look like torchsummary output: no {', '.join(missing)} line found"

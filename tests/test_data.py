@@ -31,7 +31,10 @@ from labkit.data import (
 )
 
 # Read before the autouse fixture below hides it from every other test.
-REAL_CIFAR10 = os.environ.get("LABKIT_CIFAR10", "").strip()
+# The root conftest points LABKIT_CIFAR10 at generated stand-ins when no real data exists.
+REAL_CIFAR10 = (
+    "" if os.environ.get("LABKIT_STANDINS") else os.environ.get("LABKIT_CIFAR10", "").strip()
+)
 
 TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 

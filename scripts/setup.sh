@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Create .venv with the kit and everything it needs (safe to run again).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+
+if [ ! -x .venv/bin/python ]; then
+  echo "creating .venv with $($PYTHON --version)"
+  "$PYTHON" -m venv .venv
+fi
+# torch is about 2.6 GB the first time; later runs only check.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check \
+  -c constraints.txt -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python - <<'PY'
+import torch, torchvision, torchsummary, nbgrader, nbval  # noqa: F401  (torchvision must load)
+print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, nbgrader {nbgrader.__version__}")
+PY

@@ -1,0 +1,138 @@
+"""The labs as nbgrader sees them: release, validation both ways, no leaks.
+
+(nbval runs the solution notebooks themselves: ``pytest --nbval-lax solutions``.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbgrader.validator import Validator
+
+from autograder.course import (
+    REPO_ROOT,
+    assignments,
+    find_leaks,
+    generate_release,
+    make_course_root,
+    notebook_names,
+)
+
+LABS = [(a, n) for a in assignments() for n in notebook_names(a)]
+IDS = [f"{a}/{n}" for a, n in LABS]
+
+
+def _grade_cells(nb) -> list:
+    return [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+
+
+def test_there_is_a_lab():
+    assert ("day04_resnet", "resnet.ipynb") in LABS
+
+
+@pytest.mark.parametrize(("assignment", "name"), LABS, ids=IDS)
+def test_committed_release_has_no_leaks(assignment, name):
+    leaks = find_leaks(
+        REPO_ROOT / "solutions" / assignment / name, REPO_ROOT / "notebooks" / assignment / name
+    )
+    assert not leaks, leaks
+
+
+def test_leak_check_finds_solution_code(tmp_path):
+    source = REPO_ROOT / "solutions" / "day04_resnet" / "resnet.ipynb"
+    nb = nbformat.read(source, as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "resnet34")
+    cell.source = cell.source.replace("### BEGIN SOLUTION\n", "").replace("### END SOLUTION", "")
+    leaky = tmp_path / "leaky.ipynb"
+    nbformat.write(nb, leaky)
+    leaks = find_leaks(source, leaky)
+    assert any("return ResNet(BasicBlock, [3, 4, 6, 3], num_classes)" in p for p in leaks), leaks
+    assert any("BEGIN HIDDEN TESTS" in p for p in leaks), leaks
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment", assignments())
+def test_regenerated_release_is_identical(assignment, tmp_path):
+    """notebooks/ is nbgrader's output for solutions/, byte for byte."""
+    root = make_course_root(tmp_path, [assignment])
+    generate_release(assignment, root)
+    for name in notebook_names(assignment):
+        fresh = (root / "notebooks" / assignment / name).read_bytes()
+        committed = (REPO_ROOT / "notebooks" / assignment / name).read_bytes()
+        assert fresh == committed, (
+            f"notebooks/{assignment}/{name} differs from what solutions/ generates: "
+            "run `python -m autograder release` and commit notebooks/"
+        )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("assignment", "name"), LABS, ids=IDS)
+def test_solution_passes_every_test(assignment, name):
+    result = Validator().validate(str(REPO_ROOT / "solutions" / assignment / name))
+    failed = [f"{f['source'][:80]!r}: {f['raw_error'][-500:]}" for f in result.get("failed", [])]
+    assert not result, failed or result
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("assignment", "name"), LABS, ids=IDS)
+def test_untouched_release_fails_every_test(assignment, name):
+    result = Validator(invert=True).validate(str(REPO_ROOT / "notebooks" / assignment / name))
+    passed = [p["source"][:120] for p in result.get("passed", [])]
+    assert not result, passed or result
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("assignment", "name"), LABS, ids=IDS)
+def test_untouched_release_stops_only_at_stubs(assignment, name):
+    """Run as a student gets it: cells fail with NotImplementedError, never a NameError.
+
+    Test cells may fail however their subject does; every other cell either runs
+    or raises the stub's NotImplementedError.
+    """
+    path = REPO_ROOT / "notebooks" / assignment / name
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(
+        nb, timeout=600, allow_errors=True, resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
+    grade_ids = {id(c) for c in _grade_cells(nb)}
+    errors = {
+        i: output.ename
+        for i, cell in enumerate(nb.cells)
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if output.output_type == "error"
+    }
+    assert errors, "the untouched notebook ran without a single NotImplementedError"
+    bad = {
+        i: ename
+        for i, ename in errors.items()
+        if ename != "NotImplementedError" and id(nb.cells[i]) not in grade_ids
+    }
+    assert not bad, f"cells failing with something other than NotImplementedError: {bad}"
+    assert "NameError" not in {
+        ename for i, ename in errors.items() if id(nb.cells[i]) not in grade_ids
+    }
+
+
+@pytest.mark.parametrize(("assignment", "name"), LABS, ids=IDS)
+def test_every_todo_has_a_check_below_it(assignment, name):
+    """A solution cell is followed (before the next solution cell) by a graded test cell."""
+    nb = nbformat.read(REPO_ROOT / "solutions" / assignment / name, as_version=4)
+    pending = None
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution"):
+            assert pending is None, f"TODO {pending!r} has no check before the next TODO"
+            pending = meta["grade_id"]
+        elif meta.get("grade"):
+            pending = None
+    assert pending is None, f"TODO {pending!r} has no check below it"
+
+
+def test_release_outputs_are_stripped():
+    for assignment, name in LABS:
+        nb = nbformat.read(Path(REPO_ROOT / "notebooks" / assignment / name), as_version=4)
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")

@@ -1,0 +1,392 @@
+"""Tests for the run-size knob (labkit.config), the training loop (labkit.train) and
+the training-run check (autograder.training), on a tiny generated dataset:
+8x8 grey images whose class is whether they are dark or bright.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from autograder.training import chance_threshold, check_training_run, snapshot
+from labkit.config import RunConfig
+from labkit.data import ImageData
+from labkit.train import EpochStats, History, evaluate, fit, predict, random_crop_flip
+
+# ---- RunConfig.from_env -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "size"), [("fast", "fast"), ("full", "full"), (" FULL ", "full"), ("Fast", "fast")]
+)
+def test_labkit_run_picks_the_size(value, size):
+    config = RunConfig.from_env({"LABKIT_RUN": value, "NBGRADER_EXECUTION": "autograde"})
+    assert config.size == size
+    assert config.reason == f"LABKIT_RUN={size}"
+    assert config.epochs == 2
+
+
+def test_run_sizes():
+    fast = RunConfig.from_env({"LABKIT_RUN": "fast"})
+    assert (fast.train_per_class, fast.test_per_class) == (300, 100)
+    assert "300 train + 100 test images per class" in fast.describe()
+    full = RunConfig.from_env({"LABKIT_RUN": "full"})
+    assert (full.train_per_class, full.test_per_class) == (None, None)
+    assert "the full dataset" in full.describe()
+
+
+@pytest.mark.parametrize(
+    ("env", "reason"),
+    [
+        ({"NBGRADER_EXECUTION": "autograde"}, "graded by nbgrader"),
+        ({"LABKIT_RUN": "auto", "NBGRADER_EXECUTION": "validate"}, "graded by nbgrader"),
+        ({"CI": "true"}, "running in CI"),
+        ({"CI": "1", "LABKIT_RUN": ""}, "running in CI"),
+    ],
+)
+def test_auto_is_fast_when_graded_or_in_ci_even_on_a_gpu(monkeypatch, env, reason):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    config = RunConfig.from_env(env)
+    assert (config.size, config.reason) == ("fast", reason)
+
+
+@pytest.mark.parametrize(("gpu", "size"), [(True, "full"), (False, "fast")])
+def test_auto_elsewhere_follows_the_gpu(monkeypatch, gpu, size):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    assert RunConfig.from_env({"CI": "false"}).size == size
+    assert RunConfig.from_env({}).size == size
+
+
+def test_from_env_reads_the_process_environment(monkeypatch):
+    monkeypatch.setenv("LABKIT_RUN", "full")
+    assert RunConfig.from_env().size == "full"
+    monkeypatch.setenv("LABKIT_RUN", "fast")
+    assert RunConfig.from_env().size == "fast"
+
+
+@pytest.mark.parametrize("value", ["huge", "fastest", "1"])
+def test_invalid_run_size_is_a_value_error_naming_it(value):
+    with pytest.raises(ValueError, match=f"LABKIT_RUN='{value}' is not a run size"):
+        RunConfig.from_env({"LABKIT_RUN": value, "NBGRADER_EXECUTION": "1"})
+
+
+# ---- random_crop_flip ---------------------------------------------------------------------------
+
+
+def _placements(original: torch.Tensor, out: torch.Tensor, padding: int) -> list[tuple]:
+    """Every (dy, dx, flipped) whose crop of the zero-padded original equals ``out``."""
+    _, h, w = original.shape
+    padded = torch.nn.functional.pad(original, (padding,) * 4)
+    found = []
+    for dy in range(2 * padding + 1):
+        for dx in range(2 * padding + 1):
+            crop = padded[:, dy : dy + h, dx : dx + w]
+            for flipped, candidate in ((False, crop), (True, crop.flip(-1))):
+                if torch.equal(candidate, out):
+                    found.append((dy, dx, flipped))
+    return found
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_random_crop_flip_crops_and_flips_each_image_on_its_own(dtype):
+    generator = torch.Generator().manual_seed(0)
+    # pixels 1..255, so that the zero padding shows wherever it is cropped in
+    images = torch.randint(1, 256, (32, 2, 5, 6), generator=generator).to(dtype)
+    original = images.clone()
+
+    out = random_crop_flip(images, padding=2, generator=generator)
+
+    assert out.shape == images.shape and out.dtype == dtype
+    assert torch.equal(images, original)  # the input is not modified
+    placements = []
+    for i in range(len(images)):
+        found = _placements(images[i], out[i], padding=2)
+        assert found, f"image {i} is not a shifted (and maybe flipped) crop of its input"
+        placements.append(found[0])
+    # each image draws its own offset and flip
+    assert len(set(placements)) > 5
+    assert {flipped for _, _, flipped in placements} == {False, True}
+    assert any(p[:2] != (2, 2) for p in placements)  # some are shifted
+
+
+def test_random_crop_flip_without_padding_only_flips():
+    generator = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (16, 3, 4, 4), generator=generator, dtype=torch.uint8)
+
+    out = random_crop_flip(images, padding=0, generator=generator)
+
+    flipped = [torch.equal(o, i.flip(-1)) for o, i in zip(out, images, strict=True)]
+    kept = [torch.equal(o, i) for o, i in zip(out, images, strict=True)]
+    assert all(f or k for f, k in zip(flipped, kept, strict=True))
+    assert any(flipped) and any(kept)
+
+
+def test_random_crop_flip_is_repeatable_with_a_generator():
+    images = torch.randint(0, 256, (8, 1, 6, 6), dtype=torch.uint8)
+    first = random_crop_flip(images, generator=torch.Generator().manual_seed(5))
+    second = random_crop_flip(images, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(first, second)
+
+
+# ---- fit on a tiny dataset ----------------------------------------------------------------------
+
+
+def _bright_or_dark(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    labels = torch.arange(n) % 2  # 0: dark, 1: bright
+    base = torch.where(labels.view(-1, 1, 1, 1) == 1, 170, 20)
+    noise = torch.randint(0, 70, (n, 1, 8, 8), generator=generator)
+    return (base + noise).to(torch.uint8), labels
+
+
+def tiny_data() -> ImageData:
+    generator = torch.Generator().manual_seed(0)
+    train_images, train_labels = _bright_or_dark(128, generator)
+    test_images, test_labels = _bright_or_dark(64, generator)
+    return ImageData(
+        name="bright-or-dark",
+        train_images=train_images,
+        train_labels=train_labels,
+        test_images=test_images,
+        test_labels=test_labels,
+        classes=("dark", "bright"),
+        mean=(0.5,),
+        std=(0.3,),
+        source="generated in tests/test_training.py",
+    )
+
+
+def tiny_cnn() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 2),
+    )
+
+
+@pytest.fixture(scope="module")
+def run():
+    """One real training run, shared: (data, model, snapshot before, history, printed)."""
+    data = tiny_data()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # model init and augmentation draw from the global RNG
+        model = tiny_cnn()
+        before = snapshot(model)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            history = fit(model, data, optimizer, epochs=2, batch_size=16, progress=False)
+    printed = out.getvalue().splitlines()
+    return SimpleNamespace(data=data, model=model, before=before, history=history, printed=printed)
+
+
+def test_fit_records_two_epochs(run):
+    history = run.history
+    assert type(history) is History
+    assert [e.epoch for e in history.epochs] == [1, 2]
+    assert (history.num_train, history.num_test, history.num_classes) == (128, 64, 2)
+    assert history.device == "cpu"
+    assert len(history.step_losses) == 2 * 128 // 16
+    for stats in history.epochs:
+        for value in (stats.train_loss, stats.test_loss, stats.train_acc, stats.test_acc):
+            assert type(value) is float and math.isfinite(value)
+        assert 0 <= stats.train_acc <= 1 and 0 <= stats.test_acc <= 1
+        assert stats.seconds > 0
+    assert history.seconds == pytest.approx(sum(e.seconds for e in history.epochs))
+    assert [line.split(":")[0] for line in run.printed] == ["epoch 1/2", "epoch 2/2"]
+
+
+def test_fit_learns(run):
+    history = run.history
+    assert history.train_loss[1] < history.train_loss[0]
+    assert history.epochs[1].test_loss < history.epochs[0].test_loss
+    assert history.test_acc[-1] > chance_threshold(2, 64) > 0.5
+    assert sum(history.step_losses[-4:]) < sum(history.step_losses[:4])
+    # each epoch's train loss is the mean of its steps (all batches are full here)
+    assert history.train_loss[0] == pytest.approx(sum(history.step_losses[:8]) / 8, rel=1e-5)
+
+
+def test_fit_history_matches_a_fresh_evaluation(run):
+    loss, accuracy = evaluate(run.model, run.data)
+    assert accuracy == pytest.approx(run.history.test_acc[-1])
+    assert loss == pytest.approx(run.history.epochs[-1].test_loss)
+    logits = predict(run.model, run.data.test_images, run.data)
+    assert logits.shape == (64, 2)
+
+
+def test_fit_drops_a_last_batch_of_one():
+    data = tiny_data()
+    data = dataclasses.replace(
+        data, train_images=data.train_images[:33], train_labels=data.train_labels[:33]
+    )
+    model = tiny_cnn()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    with contextlib.redirect_stdout(io.StringIO()):
+        history = fit(model, data, optimizer, epochs=1, batch_size=16, progress=False)
+    assert history.num_train == 33
+    assert len(history.step_losses) == 2  # 16 + 16, and the batch of 1 that BatchNorm refuses
+
+
+# ---- check_training_run -------------------------------------------------------------------------
+
+
+def _with_epochs(history: History, *changes: dict) -> History:
+    """A copy of ``history`` with each epoch's fields replaced by the matching dict."""
+    epochs = [
+        dataclasses.replace(stats, **change)
+        for stats, change in zip(history.epochs, changes, strict=True)
+    ]
+    return dataclasses.replace(history, epochs=epochs)
+
+
+def test_a_real_run_passes(run):
+    assert check_training_run(run.history, run.before, run.model, epochs=2) == []
+    assert check_training_run(run.history, run.before, run.model, epochs=2, data=run.data) == []
+
+
+def test_one_epoch_recorded(run):
+    history = dataclasses.replace(run.history, epochs=run.history.epochs[:1])
+    assert check_training_run(history, run.before, run.model) == [
+        "expected exactly 2 epochs in the history, found 1."
+    ]
+
+
+@pytest.mark.parametrize("field", ["train_loss", "test_loss", "train_acc", "test_acc"])
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_a_loss_or_accuracy_that_is_not_finite(run, field, value):
+    history = _with_epochs(run.history, {}, {field: value})
+    assert check_training_run(history, run.before, run.model) == [
+        f"epoch 2: {field} is {value!r}, not a finite number."
+    ]
+
+
+def test_a_recorded_value_that_is_not_a_number(run):
+    history = _with_epochs(run.history, {"train_loss": torch.tensor(0.5)}, {})
+    (problem,) = check_training_run(history, run.before, run.model)
+    assert problem.startswith("epoch 1: train_loss is tensor(0.5000)")
+
+
+def test_loss_that_does_not_go_down(run):
+    history = _with_epochs(run.history, {"train_loss": 0.60}, {"train_loss": 0.65})
+    (problem,) = check_training_run(history, run.before, run.model)
+    assert problem.startswith("the training loss did not go down: epoch 1 0.6000, epoch 2 0.6500.")
+
+
+def test_accuracy_at_chance(run):
+    history = _with_epochs(run.history, {}, {"test_acc": 0.6})
+    (problem,) = check_training_run(history, run.before, run.model)
+    assert problem == (
+        "test accuracy 60.0% after epoch 2 is not above chance (50%; needs more than "
+        "68.8% on 64 test images)."
+    )
+
+
+def test_parameters_that_did_not_change(run):
+    problems = check_training_run(run.history, snapshot(run.model), run.model)
+    assert problems == ["no parameter changed during training."]
+
+
+def test_some_parameters_that_did_not_change(run):
+    before = {**run.before, "5.bias": run.model[5].bias.detach().clone()}
+    (problem,) = check_training_run(run.history, before, run.model)
+    assert problem == (
+        "1 of 6 parameter tensors never changed during training "
+        "(a layer forward() never uses?): 5.bias"
+    )
+
+
+def test_a_snapshot_of_another_model(run):
+    before = snapshot(nn.Linear(2, 2))
+    assert check_training_run(run.history, before, run.model) == [
+        "the model's parameters are not the ones snapshotted before training."
+    ]
+
+
+class AlwaysEqual:
+    """Equal to everything: passes any ``==`` check a lazy test would make."""
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    __hash__ = None
+
+
+class HistoryLike(History):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("fake", "kind"),
+    [
+        (AlwaysEqual(), "AlwaysEqual"),
+        ({"epochs": [1, 2], "train_loss": [0.9, 0.1]}, "dict"),
+        (None, "NoneType"),
+    ],
+)
+def test_an_object_that_is_not_a_history(run, fake, kind):
+    assert check_training_run(fake, run.before, run.model) == [
+        f"expected the History that fit() returns, got {kind}."
+    ]
+
+
+def test_a_history_subclass_is_not_accepted(run):
+    fake = HistoryLike(
+        **{f.name: getattr(run.history, f.name) for f in dataclasses.fields(History)}
+    )
+    assert check_training_run(fake, run.before, run.model) == [
+        "expected the History that fit() returns, got HistoryLike."
+    ]
+
+
+def test_recorded_accuracy_that_evaluation_does_not_reproduce(run):
+    _, accuracy = evaluate(run.model, run.data)
+    assert accuracy > 0.9  # so that 0.8 is above chance and far from it
+    history = _with_epochs(run.history, {}, {"test_acc": 0.8})
+
+    assert check_training_run(history, run.before, run.model) == []  # only data= can tell
+    assert check_training_run(history, run.before, run.model, data=run.data) == [
+        f"evaluating the trained model gives {accuracy:.1%} test accuracy, but the "
+        "history records 80.0%."
+    ]
+
+
+def test_a_fake_history_with_made_up_numbers(run):
+    history = History(
+        device="cpu",
+        num_train=128,
+        num_test=64,
+        num_classes=2,
+        epochs=[
+            EpochStats(1, train_loss=0.7, train_acc=0.5, test_loss=0.7, test_acc=0.5, seconds=1.0),
+            EpochStats(2, train_loss=0.8, train_acc=0.5, test_loss=0.7, test_acc=0.5, seconds=1.0),
+        ],
+    )
+    problems = check_training_run(history, run.before, run.model)
+    assert len(problems) == 2
+    assert problems[0].startswith("the training loss did not go down")
+    assert problems[1].startswith("test accuracy 50.0% after epoch 2 is not above chance")
+
+
+def test_chance_threshold():
+    assert chance_threshold(10, 1000) == pytest.approx(0.1 + 3 * math.sqrt(0.09 / 1000))
+    assert chance_threshold(2, 64) == pytest.approx(0.6875)
+    assert chance_threshold(10, 0) == pytest.approx(1.0)  # no test images: nothing passes
+
+
+def test_snapshot_is_a_detached_copy():
+    model = nn.Linear(3, 2)
+    before = snapshot(model)
+    assert set(before) == {"weight", "bias"}
+    with torch.no_grad():
+        model.weight.add_(1)
+    assert not torch.equal(before["weight"], model.weight)
+    assert not before["weight"].requires_grad
