@@ -16,7 +16,7 @@ from pathlib import Path
 
 from autograder.course import REPO_ROOT, assignments, generate_release, make_course_root
 from autograder.grade import format_results, grade_assignment
-from autograder.samples import SAMPLES, write_samples
+from autograder.samples import write_samples
 
 
 def _release(names: list[str]) -> int:
@@ -36,11 +36,12 @@ def _grade(assignment: str, root: Path, timeout: float) -> int:
 
 def _demo(root: Path, timeout: float) -> int:
     _release([])
-    for assignment, samples in SAMPLES.items():
-        if root.exists():
-            shutil.rmtree(root)
-        make_course_root(root, [assignment])
-        write_samples(assignment, root, REPO_ROOT)
+    if root.exists():
+        shutil.rmtree(root)
+    labs = assignments(REPO_ROOT)
+    make_course_root(root, labs)
+    for assignment in labs:
+        samples = write_samples(assignment, root, REPO_ROOT)
         start = time.time()
         print(f"\ngrading {len(samples)} sample submissions of {assignment} in {root}")
         results = grade_assignment(assignment, root, timeout=timeout)
@@ -49,7 +50,7 @@ def _demo(root: Path, timeout: float) -> int:
         for sample in samples:
             print(f"  {sample.student}: {sample.expected}")
         seconds = time.time() - start
-        print(f"\n{len(results)} submissions in {seconds:.0f} s; feedback in {root}/feedback")
+        print(f"{len(results)} submissions in {seconds:.0f} s; feedback in {root / 'feedback'}")
     return 0
 
 

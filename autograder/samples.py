@@ -17,7 +17,7 @@ from nbformat import NotebookNode
 
 from autograder.course import notebook_names
 
-__all__ = ["SAMPLES", "Sample", "write_samples"]
+__all__ = ["Sample", "samples_for", "write_samples"]
 
 
 def _grade_id(cell: NotebookNode) -> str | None:
@@ -74,37 +74,49 @@ class Sample:
     build: Callable[[NotebookNode, NotebookNode], NotebookNode | str]
 
 
-_DAY04 = [
-    Sample("sample-correct", "full marks", lambda s, r: _answered(s, r)),
-    Sample("sample-untouched", "0 points", lambda s, r: copy.deepcopy(r)),
-    Sample(
-        "sample-no-shortcut-bn",
-        "loses the BasicBlock and table points; feedback names the missing BatchNorm2d",
-        lambda s, r: _replace_in(
-            _answered(s, r),
-            "basic_block",
-            "                nn.BatchNorm2d(planes * self.expansion),\n",
-            "",
+def _common() -> list[Sample]:
+    """What every lab is graded against: its solution, its untouched release, a broken file."""
+    return [
+        Sample("sample-correct", "full marks", lambda s, r: _answered(s, r)),
+        Sample("sample-untouched", "0 points", lambda s, r: copy.deepcopy(r)),
+        Sample(
+            "sample-corrupted",
+            "not graded (invalid); the batch goes on",
+            lambda s, r: nbformat.writes(_answered(s, r))[:5000],
         ),
-    ),
-    Sample(
-        "sample-deleted-test-cell",
-        "full marks: the deleted test cell is restored and run",
-        lambda s, r: _without_cell(_answered(s, r), "test_resnet34_table"),
-    ),
-    Sample(
-        "sample-corrupted",
-        "not graded (invalid); the batch goes on",
-        lambda s, r: nbformat.writes(_answered(s, r))[:5000],
-    ),
-]
+    ]
 
-SAMPLES: dict[str, list[Sample]] = {"day04_resnet": _DAY04}
+
+# Mistakes particular to one lab, each with what grading must make of it.
+_SPECIFIC: dict[str, list[Sample]] = {
+    "day04_resnet": [
+        Sample(
+            "sample-no-shortcut-bn",
+            "loses the BasicBlock and table points; feedback names the missing BatchNorm2d",
+            lambda s, r: _replace_in(
+                _answered(s, r),
+                "basic_block",
+                "                nn.BatchNorm2d(planes * self.expansion),\n",
+                "",
+            ),
+        ),
+        Sample(
+            "sample-deleted-test-cell",
+            "full marks: the deleted test cell is restored and run",
+            lambda s, r: _without_cell(_answered(s, r), "test_resnet34_table"),
+        ),
+    ],
+}
+
+
+def samples_for(assignment: str) -> list[Sample]:
+    """The sample submissions of ``assignment``: the common three and its own."""
+    return _common() + _SPECIFIC.get(assignment, [])
 
 
 def write_samples(assignment: str, root: Path, source_root: Path) -> list[Sample]:
     """Write each sample to ``root/submitted/<student>/<assignment>/``."""
-    samples = SAMPLES.get(assignment, [])
+    samples = samples_for(assignment)
     for name in notebook_names(assignment, source_root):
         source = nbformat.read(source_root / "solutions" / assignment / name, as_version=4)
         release = nbformat.read(source_root / "notebooks" / assignment / name, as_version=4)

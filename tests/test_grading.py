@@ -1,7 +1,8 @@
 """End to end: nbgrader grades the bundled sample submissions as each one says.
 
-One module-scoped run grades every Day 4 sample in a fresh course folder; the
-tests read its results, gradebook and feedback.
+Every lab's samples are graded once, in a fresh course folder per lab; the tests
+read the results, the gradebook and the feedback. Every lab gets the common
+samples (correct, untouched, corrupted); Day 4 also has its own mistakes.
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from autograder.course import REPO_ROOT, _split_regions, make_course_root
+from autograder.course import (
+    REPO_ROOT,
+    _split_regions,
+    assignments,
+    make_course_root,
+    notebook_names,
+)
 from autograder.grade import (
     FAILED,
     GRADED,
@@ -23,35 +30,50 @@ from autograder.grade import (
     grade_assignment,
     preflight,
 )
-from autograder.samples import SAMPLES, write_samples
+from autograder.samples import samples_for, write_samples
 
-ASSIGNMENT = "day04_resnet"
-NOTEBOOK = "resnet.ipynb"
+DAY04 = "day04_resnet"
 TABLE_TESTS = ("test_resnet18_table", "test_resnet34_table")
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory) -> tuple[Path, dict[str, Result]]:
-    root = make_course_root(tmp_path_factory.mktemp("course"), [ASSIGNMENT])
-    write_samples(ASSIGNMENT, root, REPO_ROOT)
-    results = grade_assignment(ASSIGNMENT, root, timeout=600)
+@pytest.fixture(scope="module", params=assignments())
+def graded(request, tmp_path_factory) -> tuple[str, Path, dict[str, Result]]:
+    """(assignment, course root, results by student), graded once per assignment."""
+    assignment = request.param
+    root = make_course_root(tmp_path_factory.mktemp(assignment), [assignment])
+    write_samples(assignment, root, REPO_ROOT)
+    results = grade_assignment(assignment, root, timeout=600)
     print(format_results(results))
-    return root, {r.student: r for r in results}
+    return assignment, root, {r.student: r for r in results}
 
 
-def _cell_scores(root: Path, student: str) -> dict[str, float]:
+@pytest.fixture
+def day04(graded):
+    if graded[0] != DAY04:
+        pytest.skip("a Day 4 sample")
+    return graded[1:]
+
+
+def _notebook(assignment: str) -> str:
+    (name,) = notebook_names(assignment)
+    return name
+
+
+def _cell_scores(root: Path, assignment: str, student: str) -> dict[str, float]:
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
-        nb = gradebook.find_submission_notebook(NOTEBOOK[:-6], ASSIGNMENT, student)
+        notebook = _notebook(assignment).removesuffix(".ipynb")
+        nb = gradebook.find_submission_notebook(notebook, assignment, student)
         return {grade.name: grade.score for grade in nb.grades}
 
 
-def _feedback(root: Path, student: str) -> str:
-    path = root / "feedback" / student / ASSIGNMENT / NOTEBOOK.replace(".ipynb", ".html")
+def _feedback(root: Path, assignment: str, student: str) -> str:
+    name = _notebook(assignment).replace(".ipynb", ".html")
+    path = root / "feedback" / student / assignment / name
     return html.unescape(path.read_text(encoding="utf-8"))
 
 
-def _hidden_lines() -> set[str]:
-    source = nbformat.read(REPO_ROOT / "solutions" / ASSIGNMENT / NOTEBOOK, as_version=4)
+def _hidden_lines(assignment: str) -> set[str]:
+    source = nbformat.read(REPO_ROOT / "solutions" / assignment / _notebook(assignment), 4)
     hidden = set()
     for cell in source.cells:
         if cell.metadata.get("nbgrader", {}).get("grade"):
@@ -62,70 +84,76 @@ def _hidden_lines() -> set[str]:
 
 @pytest.mark.slow
 def test_every_sample_is_accounted_for(graded):
-    _, results = graded
-    assert set(results) == {s.student for s in SAMPLES[ASSIGNMENT]}
+    assignment, _, results = graded
+    assert set(results) == {s.student for s in samples_for(assignment)}
 
 
 @pytest.mark.slow
 def test_solution_gets_full_marks(graded):
-    _, results = graded
+    _, _, results = graded
     result = results["sample-correct"]
     assert result.status == GRADED, result
-    assert result.max_score == 12
+    assert result.max_score > 0
     assert result.score == result.max_score
 
 
 @pytest.mark.slow
 def test_untouched_notebook_gets_zero(graded):
-    _, results = graded
+    _, _, results = graded
     assert results["sample-untouched"].status == GRADED
     assert results["sample-untouched"].score == 0
 
 
 @pytest.mark.slow
-def test_missing_shortcut_batchnorm_loses_table_points(graded):
-    root, results = graded
+def test_corrupted_notebook_is_reported_and_kept(graded):
+    assignment, root, results = graded
+    result = results["sample-corrupted"]
+    assert result.status == INVALID
+    assert result.score is None
+    assert "not a valid notebook" in result.detail
+    assert (root / "submitted" / "sample-corrupted" / assignment / _notebook(assignment)).exists()
+
+
+@pytest.mark.slow
+def test_feedback_never_shows_hidden_tests(graded):
+    assignment, root, results = graded
+    hidden = _hidden_lines(assignment)
+    assert hidden, "the lab has hidden tests to look for"
+    for student, result in results.items():
+        if result.status != GRADED:
+            continue
+        feedback = _feedback(root, assignment, student)
+        assert "HIDDEN TESTS" not in feedback
+        shown = [line for line in hidden if line in feedback]
+        assert not shown, f"{student}'s feedback shows hidden test lines: {shown}"
+
+
+@pytest.mark.slow
+def test_day04_full_marks_are_twelve(day04):
+    _, results = day04
+    assert results["sample-correct"].max_score == 12
+
+
+@pytest.mark.slow
+def test_day04_missing_shortcut_batchnorm_loses_table_points(day04):
+    root, results = day04
     result = results["sample-no-shortcut-bn"]
     assert result.status == GRADED, result
-    scores = _cell_scores(root, "sample-no-shortcut-bn")
+    scores = _cell_scores(root, DAY04, "sample-no-shortcut-bn")
     assert all(scores[test] == 0 for test in TABLE_TESTS), scores
     assert scores["test_training_run"] == 3, scores
-    feedback = _feedback(root, "sample-no-shortcut-bn")
+    feedback = _feedback(root, DAY04, "sample-no-shortcut-bn")
     assert "missing layers" in feedback
     assert "BatchNorm2d [-1, 128, 28, 28]" in feedback
 
 
 @pytest.mark.slow
-def test_deleted_test_cell_is_restored_and_graded(graded):
-    root, results = graded
+def test_day04_deleted_test_cell_is_restored_and_graded(day04):
+    root, results = day04
     result = results["sample-deleted-test-cell"]
     assert result.status == GRADED, result
     assert result.score == result.max_score
-    assert _cell_scores(root, "sample-deleted-test-cell")["test_resnet34_table"] == 2
-
-
-@pytest.mark.slow
-def test_corrupted_notebook_is_reported_and_kept(graded):
-    root, results = graded
-    result = results["sample-corrupted"]
-    assert result.status == INVALID
-    assert result.score is None
-    assert "not a valid notebook" in result.detail
-    assert (root / "submitted" / "sample-corrupted" / ASSIGNMENT / NOTEBOOK).exists()
-
-
-@pytest.mark.slow
-def test_feedback_never_shows_hidden_tests(graded):
-    root, results = graded
-    hidden = _hidden_lines()
-    assert hidden, "the lab has hidden tests to look for"
-    for student, result in results.items():
-        if result.status != GRADED:
-            continue
-        feedback = _feedback(root, student)
-        assert "HIDDEN TESTS" not in feedback
-        shown = [line for line in hidden if line in feedback]
-        assert not shown, f"{student}'s feedback shows hidden test lines: {shown}"
+    assert _cell_scores(root, DAY04, "sample-deleted-test-cell")["test_resnet34_table"] == 2
 
 
 def test_preflight_names_what_is_wrong(tmp_path):
