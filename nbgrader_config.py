@@ -5,9 +5,19 @@ runs it from the right place and copies this file into the course roots it
 makes (see ``autograder/course.py``).
 """
 
+import os
+
 from nbgrader.preprocessors import ClearHiddenTests
 
+from autograder.feedback import RedactHiddenOutputs
+
 c = get_config()  # noqa: F821 (nbgrader injects get_config)
+
+
+def timeout_for_cell(cell) -> int:
+    grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", "")
+    return 900 if grade_id.startswith("train") else 120
+
 
 c.CourseDirectory.course_id = "cnn-labs"
 # solutions/dayNN_topic/topic.ipynb is the one source of truth;
@@ -20,8 +30,10 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
-# Execution while grading. The training cells need minutes, not nbgrader's 30 s.
-c.Execute.timeout = 600
+# Execution while grading: a cell gets 2 minutes, a locked training cell 15
+# (keyed on the grade id, which preflight restores from the release).
+c.Execute.timeout = 120
+c.Execute.timeout_func = timeout_for_cell
 # A loop that swallows KeyboardInterrupt must not drop the whole submission.
 c.Execute.raise_on_iopub_timeout = False
 # A failing assert shows only "AssertionError: <message>", never the lines of
@@ -29,13 +41,21 @@ c.Execute.raise_on_iopub_timeout = False
 c.Execute.extra_arguments = ["--InteractiveShell.xmode=Minimal"]
 c.LimitOutput.max_lines = 1000
 
+# The grading driver runs kernels inside bubblewrap without a network: they talk
+# over ipc sockets in a folder bound into the sandbox (autograder/sandbox.py).
+if os.environ.get("LABKIT_KERNEL_IPC"):
+    c.KernelManager.transport = "ipc"
+    c.KernelManager.ip = os.environ["LABKIT_KERNEL_IPC"]
+
 # A grade cell deleted or copied by a student is restored from the gradebook
 # instead of aborting the batch.
 c.OverwriteCells.add_missing_cells = True
 
-# Feedback never shows hidden tests.
+# Feedback never shows hidden tests: not in outputs (RedactHiddenOutputs reads
+# them from the cells first), not in sources (ClearHiddenTests).
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
-    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+    RedactHiddenOutputs,
     ClearHiddenTests,
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -33,16 +34,32 @@ _ASSIGNMENT = re.compile(r"^day\d\d_[a-z0-9_]+$")
 
 
 def nbgrader(
-    args: list[str], root: Path, timeout: float | None = None
+    args: list[str], root: Path, timeout: float | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``nbgrader ARGS`` on the course in ``root`` (its config file applies)."""
+    """Run ``nbgrader ARGS`` on the course in ``root`` (its config file applies).
+
+    On timeout the whole process group (nbgrader and its kernel) is killed."""
     command = [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={root}"]
     # nbgrader runs the `alembic` script of its own environment: put that on PATH.
     scripts = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": os.pathsep.join([scripts, os.environ.get("PATH", "")])}
-    return subprocess.run(
-        command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    env = {**os.environ, **(env or {})}
+    env["PATH"] = os.pathsep.join([scripts, env.get("PATH", "")])
+    with subprocess.Popen(
+        command,
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def assignments(root: Path = REPO_ROOT) -> list[str]:

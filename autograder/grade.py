@@ -1,19 +1,27 @@
 """Grade every submission of an assignment, one student at a time.
 
-For each ``submitted/<student>/<assignment>/`` the driver checks the notebooks
-first (a file that is not a valid notebook is reported as ``invalid`` and left
-where it is), then runs ``nbgrader autograde`` for that student alone under a
-wall-clock cap, and records its own status beside nbgrader's score: an
-ungraded submission never shows as a 0, and a stale autograded notebook from
-an earlier run never counts as a fresh grade. Feedback is generated with hidden
-tests removed.
+For each ``submitted/<student>/<assignment>/`` the driver:
+
+1. archives and normalises the submission (``autograder.preflight``); a file that
+   is not a notebook is reported ``invalid`` and kept;
+2. flags code that reaches for the grader (``autograder.scan``);
+3. runs ``nbgrader autograde`` for that student alone, in its own process, under
+   a wall-clock cap, with the kernel inside bubblewrap (``autograder.sandbox``);
+4. checks the gradebook: scores of other students must not move, and the
+   autograded notebook must be fresh;
+5. records its own status beside nbgrader's score, so that an ungraded or stale
+   submission never looks like a real 0 or a real grade.
+
+Feedback is generated with hidden tests removed from sources and outputs.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,20 +29,31 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 
-from autograder.course import generate_release, nbgrader, notebook_names
+from autograder import sandbox
+from autograder.course import REPO_ROOT, generate_release, nbgrader, notebook_names
+from autograder.preflight import prepare_submission
+from autograder.scan import scan_notebook
 
 __all__ = [
+    "CRASHED",
     "FAILED",
     "GRADED",
     "INVALID",
+    "TAMPERED",
     "TIMED_OUT",
     "Result",
     "format_results",
     "grade_assignment",
-    "preflight",
 ]
 
-GRADED, INVALID, FAILED, TIMED_OUT = "graded", "invalid", "failed", "timed out"
+GRADED, INVALID, FAILED, CRASHED, TIMED_OUT, TAMPERED = (
+    "graded",
+    "invalid",
+    "failed",
+    "crashed",
+    "timed out",
+    "tampered",
+)
 
 
 @dataclass(frozen=True)
@@ -45,25 +64,22 @@ class Result:
     max_score: float | None = None
     detail: str = ""
     seconds: float = 0.0
+    flags: tuple[str, ...] = ()
 
 
-def preflight(folder: Path, expected: list[str]) -> str | None:
-    """Why the submission in ``folder`` cannot be graded, or None when it can."""
-    found = sorted(p.name for p in folder.glob("*.ipynb"))
-    missing = [name for name in expected if name not in found]
-    if missing:
-        return f"missing {', '.join(missing)} (found: {', '.join(found) or 'no notebooks'})"
-    for name in expected:
-        path = folder / name
-        try:
-            nb = nbformat.read(path, as_version=4)
-            nbformat.validate(nb)
-        except Exception as error:
-            return (
-                f"{name} is not a valid notebook ({type(error).__name__}); the file is kept: "
-                "ask the student to download it again from Jupyter (File > Download)"
-            )
-    return None
+def _scores(gradebook_path: Path) -> dict[tuple[str, ...], tuple]:
+    """Every recorded grade: (assignment, student, notebook, cell) -> scores."""
+    if not gradebook_path.exists():
+        return {}
+    scores = {}
+    with Gradebook(f"sqlite:///{gradebook_path}") as gradebook:
+        for assignment in gradebook.assignments:
+            for submission in gradebook.assignment_submissions(assignment.name):
+                for notebook in submission.notebooks:
+                    for grade in notebook.grades:
+                        key = (assignment.name, submission.student_id, notebook.name, grade.name)
+                        scores[key] = (grade.auto_score, grade.manual_score, grade.extra_credit)
+    return scores
 
 
 def _last_error(output: str) -> str:
@@ -72,30 +88,82 @@ def _last_error(output: str) -> str:
     return (errors or lines or ["no output"])[-1][:300]
 
 
-def _grade_one(
-    assignment: str, student: str, root: Path, expected: list[str], timeout: float
-) -> Result:
+def _silent_passes(path: Path) -> list[str]:
+    """Graded test cells that ran without a single output: a passing test prints its
+    ✔ line, so a silent one was blanked or skipped."""
+    nb = nbformat.read(path, as_version=4)
+    return [
+        cell.metadata["nbgrader"]["grade_id"]
+        for cell in nb.cells
+        if cell.metadata.get("nbgrader", {}).get("grade")
+        and cell.cell_type == "code"
+        and not cell.get("outputs")
+    ]
+
+
+@dataclass
+class _Batch:
+    assignment: str
+    root: Path
+    expected: list[str]
+    timeout: float
+    nbgrader_args: list[str]
+    env: dict[str, str]
+
+
+def _grade_one(batch: _Batch, student: str) -> Result:
     start = time.time()
-    reason = preflight(root / "submitted" / student / assignment, expected)
-    if reason:
-        return Result(student, INVALID, detail=reason)
+    folder = batch.root / "submitted" / student / batch.assignment
+    checked = prepare_submission(folder, batch.root / "notebooks" / batch.assignment, batch.root)
+    notes = checked.changes
+    if checked.error:
+        return Result(student, INVALID, detail=checked.error)
+    flags = tuple(
+        flag
+        for name in batch.expected
+        for flag in scan_notebook(nbformat.read(folder / name, as_version=4))
+    )
+
+    gradebook = batch.root / "gradebook.db"
+    before = _scores(gradebook)
+    backup = batch.root / "backups" / f"gradebook-before-{student}.db"
+    backup.parent.mkdir(exist_ok=True)
+    shutil.copy2(gradebook, backup)
+    args = ["autograde", batch.assignment, f"--student={student}", "--force"]
     try:
-        run = nbgrader(
-            ["autograde", assignment, f"--student={student}", "--force"], root, timeout=timeout
-        )
+        run = nbgrader(args + batch.nbgrader_args, batch.root, batch.timeout, batch.env)
     except subprocess.TimeoutExpired:
-        return Result(
-            student, TIMED_OUT, detail=f"stopped after {timeout:.0f} s", seconds=time.time() - start
-        )
+        run = None
     seconds = time.time() - start
-    outputs = [root / "autograded" / student / assignment / name for name in expected]
+
+    after = _scores(gradebook)
+    others = {k for k in set(before) | set(after) if k[1] != student}
+    own_manual = {
+        k for k in after if k[1] == student and after[k][1] != before.get(k, (0, None))[1]
+    }
+    if any(before.get(k) != after.get(k) for k in others) or own_manual:
+        shutil.copy2(backup, gradebook)
+        detail = "the gradebook changed outside this student's autograded scores; restored"
+        return Result(student, TAMPERED, detail=detail, seconds=seconds, flags=flags)
+    if run is None:
+        detail = f"stopped after {batch.timeout:.0f} s"
+        return Result(student, TIMED_OUT, detail=detail, seconds=seconds, flags=flags)
+
+    outputs = [batch.root / "autograded" / student / batch.assignment / n for n in batch.expected]
     fresh = all(p.exists() and p.stat().st_mtime >= start - 1 for p in outputs)
+    log = run.stderr + run.stdout
     if run.returncode != 0 or not fresh:
-        return Result(student, FAILED, detail=_last_error(run.stderr + run.stdout), seconds=seconds)
-    return Result(student, GRADED, seconds=seconds)
+        dead = "DeadKernelError" in log or "Kernel died" in log or "kernel died" in log
+        status = CRASHED if dead else FAILED
+        return Result(student, status, detail=_last_error(log), seconds=seconds, flags=flags)
+    silent = [cell for path in outputs for cell in _silent_passes(path)]
+    if silent:
+        detail = f"test cells ran without output (blanked?): {', '.join(silent)}"
+        return Result(student, TAMPERED, detail=detail, seconds=seconds, flags=flags)
+    return Result(student, GRADED, detail="; ".join(notes), seconds=seconds, flags=flags)
 
 
-def _scores(assignment: str, root: Path, results: list[Result]) -> list[Result]:
+def _with_scores(assignment: str, root: Path, results: list[Result]) -> list[Result]:
     scored = []
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
         for result in results:
@@ -107,69 +175,82 @@ def _scores(assignment: str, root: Path, results: list[Result]) -> list[Result]:
             except MissingEntry:
                 scored.append(Result(result.student, FAILED, detail="no grade in the gradebook"))
                 continue
-            scored.append(
-                Result(
-                    result.student,
-                    GRADED,
-                    score=submission.score,
-                    max_score=submission.max_score,
-                    seconds=result.seconds,
-                )
-            )
+            fields = {**asdict(result), "score": submission.score}
+            scored.append(Result(**{**fields, "max_score": submission.max_score}))
     return scored
 
 
 def grade_assignment(
-    assignment: str, root: Path, timeout: float = 900, feedback: bool = True
+    assignment: str,
+    root: Path,
+    timeout: float = 900,
+    feedback: bool = True,
+    use_sandbox: bool | None = None,
 ) -> list[Result]:
-    """Autograde every submission of ``assignment`` in the course at ``root``."""
+    """Autograde every submission of ``assignment`` in the course at ``root``.
+
+    ``use_sandbox``: None uses bubblewrap when it works here and says so when it
+    does not; True requires it; False turns it off.
+    """
+    root = root.resolve()
     generate_release(assignment, root)
     expected = notebook_names(assignment, root)
     submitted = root / "submitted"
-    students = (
-        sorted(p.name for p in submitted.glob("*") if (p / assignment).is_dir())
-        if submitted.is_dir()
-        else []
-    )
+    students = sorted(
+        p.name for p in submitted.glob("*") if (p / assignment).is_dir()
+    ) if submitted.is_dir() else []  # fmt: skip
+
+    why_not = sandbox.available() if use_sandbox is not False else "turned off"
+    if why_not and use_sandbox:
+        raise RuntimeError(f"the grading sandbox is required but unavailable: {why_not}")
+    if why_not:
+        print(
+            f"  WARNING: grading WITHOUT a sandbox ({why_not}): student code runs with your rights"
+        )
+
     results = []
-    for student in students:
-        result = _grade_one(assignment, student, root, expected, timeout)
-        print(f"  {student}: {result.status} ({result.seconds:.0f} s)", flush=True)
-        results.append(result)
-    results = _scores(assignment, root, results)
+    with tempfile.TemporaryDirectory(prefix="labkit-grading-") as work:
+        batch = _Batch(assignment, root, expected, timeout, [], {})
+        if not why_not:
+            hidden = [root] + ([REPO_ROOT] if root != REPO_ROOT else [])
+            batch.env = sandbox.kernel_environment(Path(work), hidden)
+            batch.nbgrader_args = [f"--Execute.kernel_name={sandbox.KERNEL_NAME}"]
+        for student in students:
+            result = _grade_one(batch, student)
+            print(f"  {student}: {result.status} ({result.seconds:.0f} s)", flush=True)
+            results.append(result)
+    results = _with_scores(assignment, root, results)
     if feedback and any(r.status == GRADED for r in results):
         run = nbgrader(["generate_feedback", assignment, "--force"], root)
         if run.returncode != 0:
             print(f"  feedback: nbgrader generate_feedback failed: {_last_error(run.stderr)}")
-    _write_csv(assignment, root, results)
+    _write_records(assignment, root, results)
     return results
 
 
-def _write_csv(assignment: str, root: Path, results: list[Result]) -> None:
-    path = root / f"grades-{assignment}.csv"
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(asdict(results[0])) if results else [])
+def _write_records(assignment: str, root: Path, results: list[Result]) -> None:
+    rows = [{**asdict(r), "flags": " | ".join(r.flags)} for r in results]
+    fields = list(asdict(Result("", ""))) if not rows else list(rows[0])
+    with (root / f"grades-{assignment}.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
-        for result in results:
-            writer.writerow(asdict(result))
-    (root / f"grades-{assignment}.json").write_text(
-        json.dumps([asdict(r) for r in results], indent=1), encoding="utf-8"
-    )
+        writer.writerows(rows)
+    (root / f"grades-{assignment}.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
 
 
 def format_results(results: list[Result]) -> str:
-    """A plain-text table: student, score, max score, status, detail."""
+    """A plain-text table: student, score, max score, status, detail (and flags)."""
     header = ("student", "score", "max", "status", "detail")
-    rows = [
-        (
-            r.student,
-            "-" if r.score is None else f"{r.score:g}",
-            "-" if r.max_score is None else f"{r.max_score:g}",
-            r.status,
-            r.detail,
-        )
-        for r in results
-    ]
+    rows = []
+    for r in results:
+        detail = r.detail
+        if r.flags:
+            detail = f"FLAGGED for review ({len(r.flags)}): {r.flags[0]}" + (
+                f"; {detail}" if detail else ""
+            )
+        score = "-" if r.score is None else f"{r.score:g}"
+        top = "-" if r.max_score is None else f"{r.max_score:g}"
+        rows.append((r.student, score, top, r.status, detail))
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(4)]
     lines = []
     for row in [header, *rows]:

@@ -4,6 +4,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 
+# The grading sandbox (autograder/sandbox.py) needs bubblewrap.
+if ! command -v bwrap >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing bubblewrap (the grading sandbox)"
+    apt-get update -qq >/dev/null && apt-get install -y -qq bubblewrap >/dev/null
+  else
+    echo "NOTE: bubblewrap is missing; grading will run WITHOUT a sandbox (sudo apt-get install bubblewrap)"
+  fi
+fi
+
 if [ ! -x .venv/bin/python ]; then
   echo "creating .venv with $($PYTHON --version)"
   "$PYTHON" -m venv .venv

@@ -28,8 +28,8 @@ from autograder.grade import (
     Result,
     format_results,
     grade_assignment,
-    preflight,
 )
+from autograder.preflight import prepare_submission
 from autograder.samples import samples_for, write_samples
 
 DAY04 = "day04_resnet"
@@ -157,11 +157,16 @@ def test_day04_deleted_test_cell_is_restored_and_graded(day04):
 
 
 def test_preflight_names_what_is_wrong(tmp_path):
-    assert "missing resnet.ipynb" in preflight(tmp_path, ["resnet.ipynb"])
-    (tmp_path / "resnet.ipynb").write_text('{"cells": [', encoding="utf-8")
-    assert "not a valid notebook" in preflight(tmp_path, ["resnet.ipynb"])
-    nbformat.write(nbformat.v4.new_notebook(), tmp_path / "resnet.ipynb")
-    assert preflight(tmp_path, ["resnet.ipynb"]) is None
+    release = tmp_path / "notebooks" / "lab"
+    release.mkdir(parents=True)
+    nbformat.write(nbformat.v4.new_notebook(), release / "resnet.ipynb")
+    folder = tmp_path / "submitted" / "alice" / "lab"
+    folder.mkdir(parents=True)
+    assert "missing resnet.ipynb" in prepare_submission(folder, release, tmp_path).error
+    (folder / "resnet.ipynb").write_text('{"cells": [', encoding="utf-8")
+    assert "not a valid notebook" in prepare_submission(folder, release, tmp_path).error
+    nbformat.write(nbformat.v4.new_notebook(), folder / "resnet.ipynb")
+    assert prepare_submission(folder, release, tmp_path).error is None
 
 
 def test_results_table_shows_status_beside_score():

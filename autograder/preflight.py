@@ -1,0 +1,147 @@
+"""Make a submission safe to hand to nbgrader, and say what was changed.
+
+Before grading, every submission folder is archived (nothing is ever lost), then
+normalised against the release notebook:
+
+- a single notebook under another name ("resnet (1).ipynb") is renamed;
+- the kernel is the course's Python kernel, whatever the file says;
+- grade cells copied in the notebook UI are unmarked (the first copy stays), cells
+  that claim a grade id the lab does not have are unmarked, and every grade cell
+  gets its nbgrader metadata and type back from the release;
+- tags that make nbclient skip a cell or ignore its error are removed;
+- any other file in the folder (a student's own ``torchsummary.py``, a planted
+  pickle) is moved to ``quarantine/`` so that it cannot shadow a module.
+
+Cells deleted or edited by the student are nbgrader's job: with
+``OverwriteCells.add_missing_cells`` it restores them from the gradebook.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+from nbformat import NotebookNode
+
+__all__ = ["SKIPPING_TAGS", "Preflight", "prepare_submission"]
+
+SKIPPING_TAGS = frozenset({"skip-execution", "raises-exception"})
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+
+
+@dataclass
+class Preflight:
+    """What preflight found: ``error`` (cannot be graded) or the changes it made."""
+
+    error: str | None = None
+    changes: list[str] = field(default_factory=list)
+
+
+def _grade_id(cell: NotebookNode) -> str | None:
+    return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+
+def _read(path: Path) -> NotebookNode | str:
+    try:
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+    except Exception as error:
+        return (
+            f"{path.name} is not a valid notebook ({type(error).__name__}); the file is kept: "
+            "ask the student to download it again from Jupyter (File > Download)"
+        )
+    return nb
+
+
+def normalise(nb: NotebookNode, release: NotebookNode) -> list[str]:
+    """Bring ``nb``'s metadata in line with ``release``; return what was changed."""
+    changes = []
+    if nb.metadata.get("kernelspec", {}).get("name") != KERNELSPEC["name"]:
+        changes.append(f"kernel {nb.metadata.get('kernelspec', {}).get('name')!r} -> python3")
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+
+    graded = {_grade_id(c): c for c in release.cells if _grade_id(c)}
+    seen: set[str] = set()
+    for index, cell in enumerate(nb.cells):
+        tags = cell.metadata.get("tags", [])
+        if SKIPPING_TAGS & set(tags):
+            cell.metadata["tags"] = [t for t in tags if t not in SKIPPING_TAGS]
+            changes.append(f"cell {index}: removed tags {sorted(SKIPPING_TAGS & set(tags))}")
+        if "nbgrader" not in cell.metadata:
+            continue
+        grade_id = _grade_id(cell)
+        if grade_id not in graded or grade_id in seen:
+            why = "a copy of" if grade_id in seen else "an unknown"
+            changes.append(f"cell {index}: {why} grade cell {grade_id!r}, unmarked")
+            del cell.metadata["nbgrader"]
+            continue
+        seen.add(grade_id)
+        original = graded[grade_id]
+        if cell.metadata["nbgrader"] != original.metadata["nbgrader"]:
+            changes.append(f"cell {index}: nbgrader metadata of {grade_id!r} restored")
+            cell.metadata["nbgrader"] = copy.deepcopy(original.metadata["nbgrader"])
+        if cell.cell_type != original.cell_type:
+            changes.append(f"cell {index}: type of {grade_id!r} restored to {original.cell_type}")
+            cell.cell_type = original.cell_type
+            if original.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+            else:
+                cell.pop("outputs", None)
+                cell.pop("execution_count", None)
+    return changes
+
+
+def _archive(folder: Path, archive: Path) -> None:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = archive / stamp
+    suffix = 1
+    while target.exists():
+        suffix += 1
+        target = archive / f"{stamp}-{suffix}"
+    shutil.copytree(folder, target)
+
+
+def prepare_submission(folder: Path, release_dir: Path, root: Path) -> Preflight:
+    """Archive, check and normalise ``submitted/<student>/<assignment>/`` in place."""
+    student, assignment = folder.parent.name, folder.name
+    expected = sorted(p.name for p in release_dir.glob("*.ipynb"))
+    _archive(folder, root / "archive" / student / assignment)
+    result = Preflight()
+
+    found = sorted(p.name for p in folder.glob("*.ipynb"))
+    if len(expected) == 1 and expected[0] not in found and len(found) == 1:
+        (folder / found[0]).rename(folder / expected[0])
+        result.changes.append(f"renamed {found[0]!r} to {expected[0]!r}")
+        found = expected
+    missing = [name for name in expected if name not in found]
+    if missing:
+        shown = ", ".join(found) or "no notebooks"
+        result.error = f"missing {', '.join(missing)} (found: {shown})"
+        return result
+
+    stray = [p for p in folder.iterdir() if p.name not in expected]
+    if stray:
+        quarantine = root / "quarantine" / student / assignment
+        quarantine.mkdir(parents=True, exist_ok=True)
+        for path in stray:
+            target = quarantine / path.name
+            if target.exists():
+                shutil.rmtree(target) if target.is_dir() else target.unlink()
+            shutil.move(str(path), target)
+        result.changes.append(f"moved to quarantine: {', '.join(sorted(p.name for p in stray))}")
+
+    for name in expected:
+        nb = _read(folder / name)
+        if isinstance(nb, str):
+            result.error = nb
+            return result
+        release = nbformat.read(release_dir / name, as_version=4)
+        changes = normalise(nb, release)
+        if changes:
+            nbformat.write(nb, folder / name)
+            result.changes += [f"{name}: {change}" for change in changes]
+    return result

@@ -1,0 +1,189 @@
+"""A grading kernel that runs student code inside bubblewrap.
+
+nbgrader runs a submission with the grader's rights: without a sandbox, student
+code could read ``solutions/`` and the gradebook, write scores, list other
+students, open sockets or exhaust the machine. ``kernel_environment`` writes a
+kernelspec, ``labkit-sandbox``, whose launcher (``python -m autograder.sandbox``)
+starts ipykernel under ``bwrap`` with:
+
+- no network (``--unshare-net``) and its own PID namespace (``--unshare-pid``;
+  every process dies with the kernel);
+- the file system read-only, ``/tmp`` private, and the course folder (and this
+  repository) hidden except for the student's own autograded folder (writable)
+  and the read-only paths the labs need (Python environment, packages, data);
+- an unprivileged user, so that limits on processes apply, and limits on memory,
+  processes and file size (``prlimit``).
+
+Traps (from ``shared/notes/grading-stack.md``): the kernelspec needs
+``"interrupt_mode": "message"``; ``JPY_PARENT_PID`` must be unset or the kernel
+exits at start; TCP cannot cross the network namespace, so the kernel talks over
+``ipc`` sockets in a runtime folder bound into the sandbox; RLIMIT_AS is unsafe
+for CUDA, so the memory cap applies only where no GPU is visible.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+__all__ = ["KERNEL_NAME", "available", "bwrap_command", "kernel_environment"]
+
+KERNEL_NAME = "labkit-sandbox"
+NOBODY = 65534
+MEMORY_BYTES = int(os.environ.get("LABKIT_SANDBOX_MEMORY", str(8 * 2**30)))
+MAX_PROCESSES = 256
+MAX_FILE_BYTES = 512 * 2**20
+# The kit's environment variables a lab reads; everything else is dropped.
+_PASSED_ENV = ("LABKIT_CIFAR10", "LABKIT_MNIST", "LABKIT_FASHION_MNIST", "LABKIT_DATA", "PATH")
+
+
+def available() -> str | None:
+    """None when bwrap can build a sandbox here, else why not."""
+    if shutil.which("bwrap") is None:
+        return "bubblewrap (bwrap) is not installed: apt-get install bubblewrap"
+    probe = subprocess.run(
+        ["bwrap", "--unshare-net", "--unshare-pid", "--ro-bind", "/", "/", "true"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if probe.returncode != 0:
+        return f"bwrap cannot create namespaces here: {probe.stderr.strip()[:200]}"
+    return None
+
+
+def _readable_paths() -> list[Path]:
+    """What a lab must read: the Python environment, the kit's packages, the data."""
+    here = Path(__file__).resolve().parent
+    paths = [Path(sys.prefix), Path(sys.base_prefix), here, here.parent / "labkit"]
+    for name in ("LABKIT_CIFAR10", "LABKIT_MNIST", "LABKIT_FASHION_MNIST", "LABKIT_DATA"):
+        if os.environ.get(name):
+            paths.append(Path(os.environ[name]))
+    data = here.parent / "data"
+    if data.is_dir():
+        paths.append(data)
+    return [p.resolve() for p in paths if p.exists()]
+
+
+def kernel_environment(work: Path, hidden: list[Path]) -> dict[str, str]:
+    """Write the ``labkit-sandbox`` kernelspec under ``work``; return the environment
+    variables that make nbgrader find it. ``hidden`` are folders to hide (the course
+    root, this repository)."""
+    spec_dir = work / "kernels" / KERNEL_NAME
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    runtime = work / "runtime"
+    runtime.mkdir(parents=True, exist_ok=True)
+    runtime.chmod(0o777)
+    config = {
+        # The grader's home too: it holds credentials, and /root is not traversable
+        # by the unprivileged user the kernel runs as.
+        "hidden": [str(p.resolve()) for p in [*hidden, Path.home()]],
+        "readable": [str(p) for p in _readable_paths()],
+        "runtime": str(runtime.resolve()),
+    }
+    (work / "sandbox.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
+    spec = {
+        "argv": [
+            sys.executable,
+            "-m",
+            "autograder.sandbox",
+            str((work / "sandbox.json").resolve()),
+            "{connection_file}",
+        ],
+        "display_name": "Python 3 (labkit sandbox)",
+        "language": "python",
+        "interrupt_mode": "message",
+        "metadata": {"debugger": False},
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1), encoding="utf-8")
+    runtime = runtime.resolve()
+    return {
+        "JUPYTER_PATH": str(work.resolve()),
+        "JUPYTER_RUNTIME_DIR": str(runtime),
+        # nbclient writes connection files with tempfile: into the bound folder.
+        "TMPDIR": str(runtime),
+        # read by nbgrader_config.py: ipc sockets at an absolute path in that folder
+        "LABKIT_KERNEL_IPC": str(runtime / "kernel"),
+    }
+
+
+def _bind(option: str, path: str) -> list[str]:
+    """Bind ``path`` at the same place, creating its parents traversable (bwrap would
+    make them 0700 inside a tmpfs, which the unprivileged kernel cannot enter)."""
+    parents = []
+    for parent in reversed(Path(path).parents):
+        if str(parent) != "/":
+            parents += ["--perms", "0755", "--dir", str(parent)]
+    return [*parents, option, path, path]
+
+
+def _gpu_visible() -> bool:
+    return any(Path("/dev").glob("nvidia[0-9]*"))
+
+
+def bwrap_command(
+    config: dict, workdir: Path, kernel_argv: list[str], env: dict[str, str]
+) -> list[str]:
+    """The command that runs ``kernel_argv`` sandboxed, with ``workdir`` writable."""
+    command = [
+        "bwrap",
+        "--unshare-net",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--die-with-parent",
+        "--new-session",
+        "--ro-bind", "/", "/",
+        "--dev", "/dev",
+        "--proc", "/proc",
+        "--perms", "1777", "--tmpfs", "/tmp",
+    ]  # fmt: skip
+    for folder in config["hidden"]:
+        command += ["--perms", "0755", "--tmpfs", folder]
+    for path in config["readable"]:
+        command += _bind("--ro-bind", path)
+    command += _bind("--bind", config["runtime"])
+    command += [*_bind("--bind", str(workdir)), "--chdir", str(workdir)]
+    command += ["--clearenv"]
+    for key, value in env.items():
+        command += ["--setenv", key, value]
+    limits = [f"--nproc={MAX_PROCESSES}", f"--fsize={MAX_FILE_BYTES}"]
+    if not _gpu_visible():
+        limits.append(f"--as={MEMORY_BYTES}")
+    command += ["prlimit", *limits, "--"]
+    if os.geteuid() == 0:  # limits on processes do not apply to root
+        command += ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
+    return command + kernel_argv
+
+
+def _kernel_env() -> dict[str, str]:
+    env = {key: os.environ[key] for key in _PASSED_ENV if key in os.environ}
+    env.update(
+        HOME="/tmp",
+        MPLCONFIGDIR="/tmp/matplotlib",
+        MPLBACKEND="module://matplotlib_inline.backend_inline",
+        PYTHONDONTWRITEBYTECODE="1",
+        # Graded runs are sized like CI; the kernel is not told it is being graded.
+        LABKIT_RUN="fast",
+    )
+    return env
+
+
+def _launch(config_path: str, connection_file: str, extra: list[str]) -> None:
+    config = json.loads(Path(config_path).read_text(encoding="utf-8"))
+    workdir = Path.cwd().resolve()
+    if os.geteuid() == 0:
+        for path in [workdir, *workdir.rglob("*")]:
+            os.chown(path, NOBODY, NOBODY)
+        os.chmod(connection_file, 0o644)
+    kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", connection_file, *extra]
+    command = bwrap_command(config, workdir, kernel, _kernel_env())
+    os.execvp(command[0], command)  # the kernel manager signals bwrap itself
+
+
+if __name__ == "__main__":
+    _launch(sys.argv[1], sys.argv[2], sys.argv[3:])
