@@ -14,9 +14,12 @@ from autograder.feedback import RedactHiddenOutputs
 c = get_config()  # noqa: F821 (nbgrader injects get_config)
 
 
+CELL_TIMEOUT = int(os.environ.get("LABKIT_CELL_TIMEOUT", "120"))
+
+
 def timeout_for_cell(cell) -> int:
     grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", "")
-    return 900 if grade_id.startswith("train") else 120
+    return max(900, CELL_TIMEOUT) if grade_id.startswith("train") else CELL_TIMEOUT
 
 
 c.CourseDirectory.course_id = "cnn-labs"
@@ -30,9 +33,9 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
-# Execution while grading: a cell gets 2 minutes, a locked training cell 15
-# (keyed on the grade id, which preflight restores from the release).
-c.Execute.timeout = 120
+# Execution while grading: a cell gets 2 minutes (LABKIT_CELL_TIMEOUT), a locked
+# training cell 15 (keyed on the grade id, which preflight restores from the release).
+c.Execute.timeout = CELL_TIMEOUT
 c.Execute.timeout_func = timeout_for_cell
 # A loop that swallows KeyboardInterrupt must not drop the whole submission.
 c.Execute.raise_on_iopub_timeout = False

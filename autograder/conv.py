@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ from torch import nn
 
 __all__ = [
     "ConvCase",
+    "ParamCase",
     "PoolCase",
     "SizeCase",
     "check_conv2d",
@@ -44,7 +45,10 @@ __all__ = [
     "vgg_reference_rows",
 ]
 
+ShapeHint = Callable[[tuple[int, ...]], str]  # the output shape -> " It looks like ..." or ""
+
 _ATOL = 1e-4
+_STUB = "raised NotImplementedError: write the function first."
 _MAX_REPORTED = 3  # failing cases listed before "... and N more"
 _SHOWN_NUMEL = 36  # tensors up to this size are printed in full in a problem
 
@@ -86,7 +90,7 @@ def _call(fn: Callable[..., Any], call: str, *args: Any, **kwargs: Any) -> tuple
     try:
         return fn(*args, **kwargs), None
     except NotImplementedError:
-        return None, f"{call} raised NotImplementedError: write the function first."
+        return None, f"{call} {_STUB}"
     except _ForbiddenCall as error:
         return None, f"{call}: {error}"
     except Exception as error:  # a student's function can fail in any way
@@ -94,7 +98,13 @@ def _call(fn: Callable[..., Any], call: str, *args: Any, **kwargs: Any) -> tuple
 
 
 def _describe_int(value: object) -> str:
-    return f"{type(value).__name__} {value!r}" if len(repr(value)) < 60 else type(value).__name__
+    """``float 2.5``: the type, and the value when it prints briefly."""
+    try:
+        text = repr(value)
+    except Exception:  # a student's object may fail even to print
+        text = ""
+    name = type(value).__name__
+    return f"{name} {text}" if text and len(text) < 60 else name
 
 
 def _int_problem(value: object, call: str, hint: str) -> str | None:
@@ -105,7 +115,7 @@ def _int_problem(value: object, call: str, hint: str) -> str | None:
 
 
 def _tensor_problem(
-    out: object, call: str, dtype: torch.dtype, shape: tuple[int, ...], shape_hint: str = ""
+    out: object, call: str, dtype: torch.dtype, shape: tuple[int, ...], shape_hint: ShapeHint
 ) -> str | None:
     """A problem unless ``out`` is a plain tensor of ``dtype`` and ``shape``."""
     if not isinstance(out, torch.Tensor):
@@ -118,7 +128,8 @@ def _tensor_problem(
             "(create the output with dtype=x.dtype)."
         )
     if tuple(out.shape) != shape:
-        return f"{call}: expected output shape {shape}, got {tuple(out.shape)}.{shape_hint}"
+        got = tuple(out.shape)
+        return f"{call}: expected output shape {shape}, got {got}.{shape_hint(got)}"
     return None
 
 
@@ -126,8 +137,11 @@ def _fmt(value: float) -> str:
     return f"{value:g}"
 
 
-def _value_problem(out: torch.Tensor, expected: torch.Tensor, call: str) -> str | None:
-    """Name the first wrong value, how many are wrong, and show small tensors in full."""
+def _value_problem(
+    out: torch.Tensor, expected: torch.Tensor, call: str, hint: Callable[[], str]
+) -> str | None:
+    """Name the first wrong value, how many are wrong, the likely mistake (``hint()``),
+    and show small tensors in full."""
     out = out.detach().to("cpu", expected.dtype)
     wrong = ~torch.isclose(out, expected, atol=_ATOL, rtol=_ATOL)
     if not wrong.any():
@@ -137,6 +151,7 @@ def _value_problem(out: torch.Tensor, expected: torch.Tensor, call: str) -> str 
     lines = [
         f"{call}: output[{index}] is {_fmt(out[first].item())}, expected "
         f"{_fmt(expected[first].item())} ({int(wrong.sum())} of {wrong.numel()} values differ)."
+        + hint()
     ]
     if expected.numel() <= _SHOWN_NUMEL:
         lines += [
@@ -146,9 +161,96 @@ def _value_problem(out: torch.Tensor, expected: torch.Tensor, call: str) -> str 
     return "\n".join(lines)
 
 
-def _limited(problems: list[str], failing_cases: int) -> list[str]:
-    more = failing_cases - _MAX_REPORTED
+def _first_failures(per_case: Iterable[list[str]]) -> list[str]:
+    """The problems of the first few failing cases, and how many more fail.
+
+    A function that is still the stub fails every case the same way: say it once.
+    """
+    problems: list[str] = []
+    failing = 0
+    for found in per_case:
+        if found and found[0].endswith(_STUB):
+            return found[:1]
+        if found:
+            failing += 1
+            if failing <= _MAX_REPORTED:
+                problems += found
+    more = failing - _MAX_REPORTED
     return problems + ([f"... and {more} more case(s) fail."] if more > 0 else [])
+
+
+def _looks_like(variants: dict[str, Any], matches: Callable[[Any], bool]) -> str:
+    """' It looks like <mistake>.' for the first variant that reproduces the answer, else ''."""
+    for hint, value in variants.items():
+        if matches(value):
+            return f" It looks like {hint}."
+    return ""
+
+
+def _same(reference: torch.Tensor, out: torch.Tensor) -> bool:
+    out = out.detach()
+    return reference.shape == out.shape and torch.allclose(reference, out, atol=_ATOL, rtol=_ATOL)
+
+
+def _int_answer(
+    fn: Callable[..., Any],
+    call: str,
+    args: tuple,
+    kwargs: dict,
+    expected: int,
+    source: str,
+    hint: Callable[[int], str],
+    type_hint: str = "",
+) -> list[str]:
+    """One call of ``fn`` whose answer must be exactly the int ``expected``."""
+    got, problem = _call(fn, call, *args, **kwargs)
+    if problem is None:
+        problem = _int_problem(got, call, f"Expected {expected:,}.{type_hint}")
+    if problem is None and got != expected:
+        problem = f"{call}: expected {expected:,} ({source}), got {got:,}." + hint(got)
+    return [problem] if problem else []
+
+
+def _reference(expected: Any, computed: torch.Tensor) -> torch.Tensor:
+    """``computed``, or ``expected`` given as numbers (2-D: one image, one channel)."""
+    if expected is None:
+        return computed
+    reference = torch.as_tensor(expected, dtype=computed.dtype)
+    while reference.dim() < 4:
+        reference = reference.unsqueeze(0)
+    return reference
+
+
+def _tensor_answer(
+    fn: Callable[..., Any],
+    call: str,
+    args: tuple,
+    kwargs: dict,
+    reference: torch.Tensor,
+    forbidden: Sequence[str],
+    rule: str,
+    shape_hint: ShapeHint,
+    value_hint: Callable[[torch.Tensor], str],
+) -> list[str]:
+    """One call of ``fn`` whose answer must be a tensor like ``reference``.
+
+    ``fn`` may not call ``forbidden`` (``rule`` says why) and must leave the tensors
+    among ``args`` as they were; the hints name the likely mistake.
+    """
+    inputs = [a for a in args if isinstance(a, torch.Tensor)]
+    originals = [t.clone() for t in inputs]
+    with _forbidden(forbidden, rule) as called:
+        out, problem = _call(fn, call, *args, **kwargs)
+    if called:
+        return [f"{call} calls {called[0]}: {rule}."]
+    if problem:
+        return [problem]
+    if any(not torch.equal(t, o) for t, o in zip(inputs, originals, strict=True)):
+        return [f"{call} changed its input in place: work on a copy."]
+    problem = _tensor_problem(out, call, inputs[0].dtype, tuple(reference.shape), shape_hint)
+    if problem is None:
+        problem = _value_problem(out, reference, call, lambda: value_hint(out))
+    return [problem] if problem else []
 
 
 def _shape(t: torch.Tensor) -> str:
@@ -224,10 +326,9 @@ def _conv_shape_hint(x, weight, stride: int, padding: int, got: tuple[int, ...])
         ),
         "the padding is added on one side only: pad every side": shape(padding, stride),
     }
-    for hint, variant in variants.items():
-        if variant == got:
-            return f" It looks like {hint}."
-    return " Output size: (H + 2P - kH) // S + 1 rows and (W + 2P - kW) // S + 1 columns."
+    return _looks_like(variants, lambda variant: variant == got) or (
+        " Output size: (H + 2P - kH) // S + 1 rows and (W + 2P - kW) // S + 1 columns."
+    )
 
 
 def _conv_value_hint(out, x, weight, bias, stride: int, padding: int) -> str:
@@ -246,11 +347,7 @@ def _conv_value_hint(out, x, weight, bias, stride: int, padding: int) -> str:
         variants["only the first input channel is used: sum over all input channels"] = F.conv2d(
             x[:, :1], weight[:, :1], bias, stride, padding
         )
-    out = out.detach()
-    for hint, value in variants.items():
-        if value.shape == out.shape and torch.allclose(value, out, atol=_ATOL, rtol=_ATOL):
-            return f" It looks like {hint}."
-    return ""
+    return _looks_like(variants, lambda value: _same(value, out))
 
 
 def compare_conv2d(
@@ -270,58 +367,30 @@ def compare_conv2d(
     """
     x, weight = x.detach(), weight.detach()
     bias = None if bias is None else bias.detach()
-    call = _conv_call(x, weight, bias, stride, padding)
-    reference = F.conv2d(x, weight, bias, stride=stride, padding=padding)
-    if expected is not None:
-        reference = torch.as_tensor(expected, dtype=x.dtype)
-        while reference.dim() < 4:
-            reference = reference.unsqueeze(0)
-    originals = [t.clone() for t in (x, weight, bias) if t is not None]
-    hint = "compute the convolution yourself, with loops (or unfold)"
-    with _forbidden(["conv2d"], hint) as called:
-        out, problem = _call(fn, call, x, weight, bias, stride=stride, padding=padding)
-    if called:
-        return [f"{call} calls {called[0]}: {hint}."]
-    if problem:
-        return [problem]
-    if any(
-        not torch.equal(t, o)
-        for t, o in zip([x, weight, bias], originals, strict=False)
-        if t is not None
-    ):
-        return [f"{call} changed its input x, weight or bias in place: work on copies."]
-    problem = _tensor_problem(
-        out,
-        call,
-        x.dtype,
-        tuple(reference.shape),
-        _conv_shape_hint(x, weight, stride, padding, tuple(out.shape))
-        if isinstance(out, torch.Tensor)
-        else "",
+    return _tensor_answer(
+        fn,
+        _conv_call(x, weight, bias, stride, padding),
+        (x, weight, bias),
+        {"stride": stride, "padding": padding},
+        _reference(expected, F.conv2d(x, weight, bias, stride=stride, padding=padding)),
+        ("conv2d",),
+        "compute the convolution yourself, with loops (or unfold)",
+        lambda got: _conv_shape_hint(x, weight, stride, padding, got),
+        lambda out: _conv_value_hint(out, x, weight, bias, stride, padding),
     )
-    if problem:
-        return [problem]
-    problem = _value_problem(out, reference, call)
-    if problem:
-        return [problem + _conv_value_hint(out, x, weight, bias, stride, padding)]
-    return []
 
 
 def check_conv2d(fn: Callable[..., Any], cases: Sequence[ConvCase], seed: int = 0) -> list[str]:
     """``fn`` against ``F.conv2d`` on random tensors, one case at a time."""
-    problems: list[str] = []
-    failing = 0
-    for i, case in enumerate(cases):
+
+    def run(i: int, case: ConvCase) -> list[str]:
         generator = torch.Generator().manual_seed(seed + i)
         x = torch.randn(case.batch, case.in_channels, case.height, case.width, generator=generator)
         weight = torch.randn(case.out_channels, case.in_channels, *case.kernel, generator=generator)
         bias = torch.randn(case.out_channels, generator=generator) if case.bias else None
-        found = compare_conv2d(fn, x, weight, bias, case.stride, case.padding)
-        if found:
-            failing += 1
-            if failing <= _MAX_REPORTED:
-                problems += found
-    return _limited(problems, failing)
+        return compare_conv2d(fn, x, weight, bias, case.stride, case.padding)
+
+    return _first_failures(run(i, case) for i, case in enumerate(cases))
 
 
 # ---- conv_output_size -----------------------------------------------------------------------
@@ -392,33 +461,24 @@ def _size_hint(case: SizeCase, got: int) -> str:
         "the padding is counted once: it is added on both sides, 2P": (s + p - span) // st + 1,
         "the +1 is missing: the first position counts too": (s + 2 * p - span) // st,
     }
-    for hint, value in variants.items():
-        if value == got:
-            return f" It looks like {hint}."
-    return ""
+    return _looks_like(variants, lambda value: value == got)
 
 
 def check_conv_output_size(fn: Callable[..., Any], cases: Sequence[SizeCase]) -> list[str]:
     """``fn`` gives, as an int, the output size nn.Conv2d produces."""
-    problems: list[str] = []
-    failing = 0
-    for case in cases:
-        expected = _torch_output_size(case)
-        got, problem = _call(fn, case.call(), case.size, case.kernel_size, **case.kwargs())
-        if problem is None:
-            problem = _int_problem(
-                got, case.call(), f"Expected {expected}: use // to round down as PyTorch does."
-            )
-        if problem is None and got != expected:
-            problem = (
-                f"{case.call()}: expected {expected} (what nn.Conv2d gives), got {got}."
-                + _size_hint(case, got)
-            )
-        if problem:
-            failing += 1
-            if failing <= _MAX_REPORTED:
-                problems.append(problem)
-    return _limited(problems, failing)
+    return _first_failures(
+        _int_answer(
+            fn,
+            case.call(),
+            (case.size, case.kernel_size),
+            case.kwargs(),
+            _torch_output_size(case),
+            "what nn.Conv2d gives",
+            lambda got, case=case: _size_hint(case, got),
+            " Use // to round down as PyTorch does.",
+        )
+        for case in cases
+    )
 
 
 # ---- conv_params ----------------------------------------------------------------------------
@@ -462,36 +522,28 @@ def _params_hint(case: ParamCase, got: int) -> str:
             c_out * k * k + (c_out if case.bias else 0)
         ),
     }
-    for hint, value in variants.items():
-        if value == got:
-            return f" It looks like {hint}."
-    return ""
+    return _looks_like(variants, lambda value: value == got)
 
 
 def check_conv_params(fn: Callable[..., Any], cases: Sequence[ParamCase]) -> list[str]:
     """``fn`` counts, as an int, the parameters of the nn.Conv2d it describes."""
-    problems: list[str] = []
-    failing = 0
-    for case in cases:
-        layer = nn.Conv2d(
-            case.in_channels, case.out_channels, case.kernel_size, bias=case.bias, device="meta"
-        )
+
+    def run(case: ParamCase) -> list[str]:
+        args = (case.in_channels, case.out_channels, case.kernel_size)
+        layer = nn.Conv2d(*args, bias=case.bias, device="meta")
         expected = sum(p.numel() for p in layer.parameters())
         kwargs = {} if case.bias else {"bias": False}
-        args = (case.in_channels, case.out_channels, case.kernel_size)
-        got, problem = _call(fn, case.call(), *args, **kwargs)
-        if problem is None:
-            problem = _int_problem(got, case.call(), f"Expected {expected:,}.")
-        if problem is None and got != expected:
-            problem = (
-                f"{case.call()}: expected {expected:,} (what nn.Conv2d has), got {got:,}."
-                + _params_hint(case, got)
-            )
-        if problem:
-            failing += 1
-            if failing <= _MAX_REPORTED:
-                problems.append(problem)
-    return _limited(problems, failing)
+        return _int_answer(
+            fn,
+            case.call(),
+            args,
+            kwargs,
+            expected,
+            "what nn.Conv2d has",
+            lambda got: _params_hint(case, got),
+        )
+
+    return _first_failures(run(case) for case in cases)
 
 
 # ---- max_pool2d_naive -----------------------------------------------------------------------
@@ -545,10 +597,14 @@ def _pool_hint(out, x, kernel_size: int, stride: int | None) -> str:
         "since all values may be negative": F.max_pool2d(x, kernel_size, s).clamp(min=0),
         "that is the average, not the maximum": F.avg_pool2d(x, kernel_size, s),
     }
-    out = out.detach()
-    for hint, value in variants.items():
-        if value.shape == out.shape and torch.allclose(value, out, atol=_ATOL, rtol=_ATOL):
-            return f" It looks like {hint}."
+    return _looks_like(variants, lambda value: _same(value, out))
+
+
+def _pool_shape_hint(x, kernel_size: int, stride: int | None, got: tuple[int, ...]) -> str:
+    if stride is None and got == tuple(F.max_pool2d(x, kernel_size, 1).shape):
+        return " It looks like the stride defaults to 1: it defaults to kernel_size."
+    if stride is not None and got == tuple(F.max_pool2d(x, kernel_size, kernel_size).shape):
+        return " It looks like the stride is ignored."
     return ""
 
 
@@ -562,55 +618,30 @@ def compare_max_pool2d(
     """One call of ``fn(x, kernel_size[, stride=...])`` against ``expected``
     (default: ``F.max_pool2d``). ``fn`` may not call F.max_pool2d or nn.MaxPool2d."""
     x = x.detach()
-    call = _pool_call(x, kernel_size, stride)
-    reference = F.max_pool2d(x, kernel_size, stride)
-    if expected is not None:
-        reference = torch.as_tensor(expected, dtype=x.dtype)
-        while reference.dim() < 4:
-            reference = reference.unsqueeze(0)
-    original = x.clone()
-    kwargs = {} if stride is None else {"stride": stride}
-    hint = "take the maximum of each window yourself"
-    with _forbidden(["max_pool2d", "max_pool2d_with_indices"], hint) as called:
-        out, problem = _call(fn, call, x, kernel_size, **kwargs)
-    if called:
-        return [f"{call} calls {called[0]}: {hint}."]
-    if problem:
-        return [problem]
-    if not torch.equal(x, original):
-        return [f"{call} changed its input x in place: work on a copy."]
-    shape_hint = ""
-    if stride is None and isinstance(out, torch.Tensor):
-        if tuple(out.shape) == tuple(F.max_pool2d(x, kernel_size, 1).shape):
-            shape_hint = " It looks like the stride defaults to 1: it defaults to kernel_size."
-    elif isinstance(out, torch.Tensor) and tuple(out.shape) == tuple(
-        F.max_pool2d(x, kernel_size, kernel_size).shape
-    ):
-        shape_hint = " It looks like the stride is ignored."
-    problem = _tensor_problem(out, call, x.dtype, tuple(reference.shape), shape_hint)
-    if problem:
-        return [problem]
-    problem = _value_problem(out, reference, call)
-    if problem:
-        return [problem + _pool_hint(out, x, kernel_size, stride)]
-    return []
+    return _tensor_answer(
+        fn,
+        _pool_call(x, kernel_size, stride),
+        (x, kernel_size),
+        {} if stride is None else {"stride": stride},
+        _reference(expected, F.max_pool2d(x, kernel_size, stride)),
+        ("max_pool2d", "max_pool2d_with_indices"),
+        "take the maximum of each window yourself",
+        lambda got: _pool_shape_hint(x, kernel_size, stride, got),
+        lambda out: _pool_hint(out, x, kernel_size, stride),
+    )
 
 
 def check_max_pool2d(fn: Callable[..., Any], cases: Sequence[PoolCase], seed: int = 0) -> list[str]:
     """``fn`` against ``F.max_pool2d`` on random tensors, one case at a time."""
-    problems: list[str] = []
-    failing = 0
-    for i, case in enumerate(cases):
+
+    def run(i: int, case: PoolCase) -> list[str]:
         generator = torch.Generator().manual_seed(seed + i)
         x = torch.randn(case.batch, case.channels, case.height, case.width, generator=generator)
         if case.negative:
             x = -x.abs() - 0.1
-        found = compare_max_pool2d(fn, x, case.kernel_size, case.stride)
-        if found:
-            failing += 1
-            if failing <= _MAX_REPORTED:
-                problems += found
-    return _limited(problems, failing)
+        return compare_max_pool2d(fn, x, case.kernel_size, case.stride)
+
+    return _first_failures(run(i, case) for i, case in enumerate(cases))
 
 
 # ---- the VGG walk-through -------------------------------------------------------------------
@@ -686,8 +717,8 @@ def _row_text(row: Row) -> str:
 
 
 def _row_hint(got: Row, want: Row, bias: bool) -> str:
-    (c, h, w), (gc, gh, gw) = want[1], got[1]
-    if got[1] != want[1] and (gh, gw, gc) == (c, h, w):
+    c, h, w = want[1]
+    if got[1] != want[1] and got[1] == (h, w, c):
         return " The shape is in the seed's H x W x C order; use PyTorch's (C, H, W)."
     if got[1] == want[1] and got[2] != want[2]:
         return " Activations are every value of the layer's output: C * H * W."
@@ -717,7 +748,7 @@ def check_vgg_walkthrough(
     for i, (got, want) in enumerate(zip(checked, expected, strict=False)):
         if got != want:
             return [
-                f"{call}: row {i} differs (rows before it match).\n"
+                f"{call}: row {i} differs" + (" (the rows before it match)" if i else "") + ".\n"
                 f"  expected: {_row_text(want)}\n"
                 f"  yours:    {_row_text(got)}" + _row_hint(got, want, bias)
             ]

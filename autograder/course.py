@@ -74,9 +74,10 @@ def notebook_names(assignment: str, root: Path = REPO_ROOT) -> list[str]:
 
 
 def make_course_root(root: Path, assignment_ids: list[str], source: Path = REPO_ROOT) -> Path:
-    """A fresh course folder at ``root`` with the config and the assignments' sources."""
+    """A fresh course folder at ``root`` with the course's config and the sources of
+    ``assignment_ids`` taken from ``source/solutions``."""
     root.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(source / "nbgrader_config.py", root / "nbgrader_config.py")
+    shutil.copy2(REPO_ROOT / "nbgrader_config.py", root / "nbgrader_config.py")
     for assignment in assignment_ids:
         target = root / "solutions" / assignment
         if target.exists():

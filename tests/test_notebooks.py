@@ -136,3 +136,16 @@ def test_release_outputs_are_stripped():
     for assignment, name in LABS:
         nb = nbformat.read(Path(REPO_ROOT / "notebooks" / assignment / name), as_version=4)
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+
+
+@pytest.mark.parametrize(("assignment", "name"), LABS, ids=IDS)
+def test_every_test_cell_says_when_it_passes(assignment, name):
+    """The driver treats a graded cell that ran without output as blanked (tampered),
+    so every test cell prints its ✔ line when it passes."""
+    nb = nbformat.read(REPO_ROOT / "solutions" / assignment / name, as_version=4)
+    silent = [
+        c.metadata["nbgrader"]["grade_id"]
+        for c in _grade_cells(nb)
+        if 'print(f"✔' not in c.source and 'print("✔' not in c.source
+    ]
+    assert not silent, f"test cells that print no ✔ line: {silent}"
