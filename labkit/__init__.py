@@ -4,8 +4,8 @@ Students can read all of it; it never holds a graded answer.
 """
 
 from labkit.config import RunConfig, default_device, seed_everything
-from labkit.data import ImageData, load_cifar10
-from labkit.plots import plot_history, show_images, show_predictions
+from labkit.data import ImageData, as_dataset, load_cifar10, load_fashion_mnist, load_mnist
+from labkit.plots import plot_history, show_images, show_predictions, show_samples
 from labkit.summary import capture_summary, count_parameters
 from labkit.train import History, evaluate, fit
 
@@ -13,14 +13,18 @@ __all__ = [
     "History",
     "ImageData",
     "RunConfig",
+    "as_dataset",
     "capture_summary",
     "count_parameters",
     "default_device",
     "evaluate",
     "fit",
     "load_cifar10",
+    "load_fashion_mnist",
+    "load_mnist",
     "plot_history",
     "seed_everything",
     "show_images",
     "show_predictions",
+    "show_samples",
 ]

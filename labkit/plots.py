@@ -11,7 +11,7 @@ from torch import nn
 from labkit.data import ImageData
 from labkit.train import History, predict
 
-__all__ = ["plot_history", "show_images", "show_predictions"]
+__all__ = ["plot_history", "show_images", "show_predictions", "show_samples"]
 
 
 def plot_history(history: History) -> plt.Figure:
@@ -52,8 +52,9 @@ def show_images(
         ax.axis("off")
         if i >= n:
             continue
-        image = images[i].permute(1, 2, 0).cpu()  # H x W x C
-        ax.imshow(image.squeeze(-1), cmap="gray" if image.shape[-1] == 1 else None)
+        image = images[i].permute(1, 2, 0).cpu().numpy()  # H x W x C
+        grey = image.shape[-1] == 1
+        ax.imshow(image[..., 0] if grey else image, cmap="gray" if grey else None)
         true = classes[int(labels[i])]
         if predictions is None:
             ax.set_title(true, fontsize=8)
@@ -63,6 +64,20 @@ def show_images(
             ax.set_title(f"{pred}\n({true})", fontsize=8, color=color)
     fig.tight_layout()
     return fig
+
+
+def show_samples(
+    data: ImageData, count: int = 16, train: bool = True, columns: int = 8
+) -> plt.Figure:
+    """``count`` images titled by class, taking the classes in turn so that each one shows."""
+    labels = data.train_labels if train else data.test_labels
+    candidates = []  # (rank within its class, class, index): sorted, the classes take turns
+    for c in range(data.num_classes):
+        index = (labels == c).nonzero().squeeze(1)[:count].tolist()
+        candidates += [(rank, c, i) for rank, i in enumerate(index)]
+    index = [i for _, _, i in sorted(candidates)[:count]]
+    images = (data.train_images if train else data.test_images)[index]
+    return show_images(images, labels[index], data.classes, columns=min(columns, len(index)))
 
 
 def show_predictions(model: nn.Module, data: ImageData, count: int = 16) -> plt.Figure:

@@ -1,27 +1,58 @@
 #!/usr/bin/env bash
-# Make CIFAR-10 available for the labs, offline first.
+# Make the labs' datasets available, offline first. For each of CIFAR-10, MNIST, Fashion-MNIST:
 #
-#   LABKIT_CIFAR10 set        -> used as it is
-#   data/cifar10 exists       -> used as it is
-#   $DATASETS/cifar10-jpg.tar.gz (default ../shared/datasets) -> unpacked to data/cifar10
-#   otherwise, with --download -> torchvision downloads it (online machines)
-#   otherwise                  -> nothing; the tests then use generated stand-ins
+#   LABKIT_CIFAR10 (LABKIT_MNIST, LABKIT_FASHION_MNIST) set -> used as it is
+#   data/<dataset> exists ($LABKIT_DATA/<dataset>)          -> used as it is
+#   an archive in $DATASETS (default ../shared/datasets)      -> imported and checked:
+#       cifar10-jpg.tar.gz, mnist-png.tar.gz
+#   Fashion-MNIST: Debian's dataset-fashion-mnist installed  -> used where it is
+#   otherwise, with --download                                -> torchvision downloads it
+#   otherwise                                                 -> nothing; without CIFAR-10
+#                                                                the tests use generated stand-ins
+#
+# Imports and downloads go through `python -m labkit.data prepare`, which checks the images
+# per class and the official checksums and builds the decoded-image cache. A failed CIFAR-10
+# import or download fails this script; MNIST and Fashion-MNIST only warn (no lab needs them yet).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATASETS=${DATASETS:-../shared/datasets}
-archive="$DATASETS/cifar10-jpg.tar.gz"
+ROOT=${LABKIT_DATA:-data}
+PY=.venv/bin/python
+download=0
+[ "${1:-}" = "--download" ] && download=1
 
-if [ -n "${LABKIT_CIFAR10:-}" ]; then
-  echo "CIFAR-10: LABKIT_CIFAR10=$LABKIT_CIFAR10"
-elif [ -d data/cifar10 ]; then
-  echo "CIFAR-10: data/cifar10"
-elif [ -f "$archive" ]; then
-  echo "CIFAR-10: unpacking $archive to data/cifar10"
-  rm -rf data/cifar10.partial && mkdir -p data/cifar10.partial
-  tar -xzf "$archive" -C data/cifar10.partial
-  mv data/cifar10.partial data/cifar10
-elif [ "${1:-}" = "--download" ]; then
-  .venv/bin/python -c "from labkit import load_cifar10; print(load_cifar10(train_per_class=1, test_per_class=1).describe())"
-else
-  echo "CIFAR-10: none found (set LABKIT_CIFAR10, or DATASETS=<folder with cifar10-jpg.tar.gz>)"
-fi
+# provide KEY NAME VARIABLE ARCHIVE REQUIRED
+provide() {
+  local key=$1 name=$2 var=$3 archive=$4 required=$5
+  local args=()
+  if [ -n "${!var:-}" ]; then
+    echo "$name: $var=${!var}"
+    return 0
+  elif [ -d "$ROOT/$key" ]; then
+    echo "$name: $ROOT/$key"
+    return 0
+  elif [ -n "$archive" ] && [ -f "$archive" ]; then
+    echo "$name: importing $archive into $ROOT/$key"
+    args=(--from "$archive")
+  elif [ -d "/usr/share/datasets/$key" ]; then
+    echo "$name: /usr/share/datasets/$key (Debian package dataset-$key)"
+    return 0
+  elif [ "$download" = 1 ]; then
+    echo "$name: downloading with torchvision into $ROOT/$key"
+  elif [ "$required" = 1 ]; then
+    echo "$name: none found (set $var, or DATASETS=<folder with $(basename "$archive")>," \
+      "or run with --download); the tests will use generated stand-ins"
+    return 0
+  else
+    echo "$name: none found (set $var, or run with --download); labs that need it download it"
+    return 0
+  fi
+  if ! "$PY" -m labkit.data prepare "$key" ${args[@]+"${args[@]}"}; then
+    [ "$required" = 1 ] && exit 1
+    echo "$name: not prepared (see above); the labs that need it say how to provide it"
+  fi
+}
+
+provide cifar10 CIFAR-10 LABKIT_CIFAR10 "$DATASETS/cifar10-jpg.tar.gz" 1
+provide mnist MNIST LABKIT_MNIST "$DATASETS/mnist-png.tar.gz" 0
+provide fashion-mnist Fashion-MNIST LABKIT_FASHION_MNIST "" 0

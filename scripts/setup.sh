@@ -4,13 +4,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 
-# The grading sandbox (autograder/sandbox.py) needs bubblewrap.
-if ! command -v bwrap >/dev/null 2>&1; then
+# Debian packages: bubblewrap for the grading sandbox (autograder/sandbox.py),
+# and Fashion-MNIST (Day 2's harder variant; labkit reads /usr/share/datasets).
+missing=""
+command -v bwrap >/dev/null 2>&1 || missing="$missing bubblewrap"
+[ -d /usr/share/datasets/fashion-mnist ] || missing="$missing dataset-fashion-mnist"
+if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing bubblewrap (the grading sandbox)"
-    apt-get update -qq >/dev/null && apt-get install -y -qq bubblewrap >/dev/null
+    echo "installing Debian packages:$missing"
+    apt-get update -qq >/dev/null && apt-get install -y -qq $missing >/dev/null \
+      || echo "NOTE: could not install$missing"
   else
-    echo "NOTE: bubblewrap is missing; grading will run WITHOUT a sandbox (sudo apt-get install bubblewrap)"
+    echo "NOTE: missing Debian packages:$missing (sudo apt-get install$missing)."
+    echo "      Without bubblewrap, grading runs WITHOUT a sandbox."
   fi
 fi
 

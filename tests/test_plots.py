@@ -1,0 +1,54 @@
+"""Tests for labkit.plots.show_samples: which images it shows, and with which titles."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import torch
+
+from labkit.data import ImageData
+from labkit.plots import show_samples
+
+
+def make_data(labels: list[int], channels: int = 3) -> ImageData:
+    """Image i is filled with the value i, so a shown image tells which one it was."""
+    n = len(labels)
+    images = torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, channels, 4, 4)
+    return ImageData(
+        name="tiny",
+        train_images=images.clone(),
+        train_labels=torch.tensor(labels),
+        test_images=images[:2].clone(),
+        test_labels=torch.tensor(labels[:2]),
+        classes=("ant", "bee", "cat"),
+        mean=(0.5,) * channels,
+        std=(0.25,) * channels,
+        source="memory",
+    )
+
+
+def shown(fig) -> list[tuple[str, int]]:
+    """(title, pixel value) of every panel that shows an image."""
+    return [
+        (ax.get_title(), int(np.asarray(ax.images[0].get_array()).flat[0]))
+        for ax in fig.axes
+        if ax.images
+    ]
+
+
+def test_show_samples_takes_each_class_in_turn() -> None:
+    data = make_data([2, 0, 0, 1, 2, 0, 1])
+    fig = show_samples(data, count=5)
+    # ant: images 1, 2, 5; bee: 3, 6; cat: 0, 4 -> ant, bee, cat, ant, bee
+    assert shown(fig) == [("ant", 1), ("bee", 3), ("cat", 0), ("ant", 2), ("bee", 6)]
+
+
+def test_show_samples_skips_classes_that_ran_out_and_shows_grey() -> None:
+    data = make_data([0, 0, 0, 1], channels=1)
+    fig = show_samples(data, count=6, columns=4)
+    assert shown(fig) == [("ant", 0), ("bee", 3), ("ant", 1), ("ant", 2)]
+    assert all(ax.images[0].get_cmap().name == "gray" for ax in fig.axes if ax.images)
+    assert shown(show_samples(data, count=3, train=False)) == [("ant", 0), ("ant", 1)]
