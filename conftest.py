@@ -1,8 +1,10 @@
 """Test-session setup shared by ``tests/`` and the nbval run over ``solutions/``.
 
-The labs train on CIFAR-10. Without real images (``LABKIT_CIFAR10`` unset and no
-``data/cifar10``), the session generates stand-ins, points ``LABKIT_CIFAR10`` at
-them and says so in the header; tests marked ``realdata`` then skip.
+The labs train on CIFAR-10 (and Day 2 on MNIST). Without real images
+(``LABKIT_CIFAR10`` unset and no ``data/cifar10``), the session generates stand-ins,
+points ``LABKIT_CIFAR10`` at them and says so in the header; tests marked
+``realdata`` then skip. MNIST likewise (``LABKIT_MNIST``, ``data/mnist``): the
+variable is set either way, so that sandboxed grading kernels are told where it is.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 STANDINS = ROOT / "build" / "standins" / "cifar10"
+MNIST_STANDINS = ROOT / "build" / "standins" / "mnist"
 
 
 def _real_cifar10() -> str | None:
@@ -22,7 +25,24 @@ def _real_cifar10() -> str | None:
     return str(default) if default.is_dir() else None
 
 
+def _real_mnist() -> str | None:
+    if os.environ.get("LABKIT_MNIST"):
+        return os.environ["LABKIT_MNIST"]
+    default = ROOT / "data" / "mnist"
+    return str(default) if (default / "train").is_dir() else None
+
+
 def pytest_configure(config):
+    mnist = _real_mnist()
+    if mnist is not None:
+        os.environ["LABKIT_MNIST"] = mnist
+    else:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from standins import write_mnist_standins
+
+        os.environ["LABKIT_MNIST"] = str(write_mnist_standins(MNIST_STANDINS))
+        os.environ["LABKIT_MNIST_STANDINS"] = "1"
+
     real = _real_cifar10()
     if real is not None:
         os.environ["LABKIT_CIFAR10"] = real
@@ -35,9 +55,15 @@ def pytest_configure(config):
 
 
 def pytest_report_header(config):
+    lines = [f"CIFAR-10: {_real_cifar10()}", f"MNIST: {os.environ.get('LABKIT_MNIST')}"]
     if os.environ.get("LABKIT_STANDINS"):
-        return (
+        lines[0] = (
             f"CIFAR-10: NO REAL DATA, using generated stand-ins in {os.environ['LABKIT_CIFAR10']} "
             "(set LABKIT_CIFAR10 to a CIFAR-10 folder for the real thing)"
         )
-    return f"CIFAR-10: {_real_cifar10()}"
+    if os.environ.get("LABKIT_MNIST_STANDINS"):
+        lines[1] = (
+            f"MNIST: NO REAL DATA, using generated stand-ins in {os.environ['LABKIT_MNIST']} "
+            "(set LABKIT_MNIST to an MNIST folder for the real thing)"
+        )
+    return lines

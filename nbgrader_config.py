@@ -43,6 +43,9 @@ c.Execute.raise_on_iopub_timeout = False
 # test source around it: hidden tests stay hidden, so every assert carries a message.
 c.Execute.extra_arguments = ["--InteractiveShell.xmode=Minimal"]
 c.LimitOutput.max_lines = 1000
+# Every output is in once the last cell has run: stop the kernel at once instead of
+# waiting up to 5 s for a graceful exit (a sandboxed kernel took 2.5 s, every student).
+c.Execute.shutdown_kernel = "immediate"
 
 # The grading driver runs kernels inside bubblewrap without a network: they talk
 # over ipc sockets in a folder bound into the sandbox (autograder/sandbox.py).

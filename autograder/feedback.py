@@ -5,12 +5,14 @@ an output can still carry them: a traceback's context lines, or student code
 that prints the source of the cell calling it (IPython keeps it in ``In``).
 ``RedactHiddenOutputs`` runs before ``ClearHiddenTests`` in
 ``GenerateFeedback.preprocessors``: it collects the hidden test lines from the
-autograded notebook and blanks every output line that contains one.
+autograded notebook and blanks every output line that contains one, or one of the
+BEGIN/END HIDDEN TESTS markers.
 """
 
 from __future__ import annotations
 
 from nbconvert.preprocessors import Preprocessor
+from traitlets import Bool
 
 __all__ = ["REDACTED", "RedactHiddenOutputs", "hidden_lines", "redact"]
 
@@ -20,7 +22,8 @@ _MIN_LENGTH = 12  # shorter lines (")", "assert x") are too common to identify a
 
 
 def hidden_lines(nb) -> set[str]:
-    """The stripped lines inside BEGIN/END HIDDEN TESTS regions of ``nb``'s cells."""
+    """The stripped lines inside BEGIN/END HIDDEN TESTS regions of ``nb``'s cells, and
+    the markers themselves when there are such regions."""
     lines, inside = set(), False
     for cell in nb.cells:
         for line in cell.source.splitlines():
@@ -30,7 +33,7 @@ def hidden_lines(nb) -> set[str]:
                 inside = False
             elif inside and len(line.strip()) >= _MIN_LENGTH:
                 lines.add(line.strip())
-    return lines
+    return (lines | {_BEGIN, _END}) if lines else lines
 
 
 def redact(text: str, secret: set[str]) -> str:
@@ -49,6 +52,10 @@ def _redact_value(value, secret: set[str]):
 
 class RedactHiddenOutputs(Preprocessor):
     """Blank every output line that quotes a hidden test."""
+
+    # nbconvert's preprocessors are off unless enabled: registered by class in
+    # GenerateFeedback.preprocessors, this one would silently do nothing.
+    enabled = Bool(True).tag(config=True)
 
     def preprocess(self, nb, resources):
         secret = hidden_lines(nb)

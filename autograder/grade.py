@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -82,10 +83,16 @@ def _scores(gradebook_path: Path) -> dict[tuple[str, ...], tuple]:
     return scores
 
 
+_EXCEPTION = re.compile(r"^(\w+\.)*\w*(Error|Exception|Exit|Interrupt)\b.*")
+
+
 def _last_error(output: str) -> str:
+    """The exception that stopped nbgrader ("DeadKernelError: Kernel died"), else the last
+    line that mentions an error: nbgrader's own last line only says "see the traceback"."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
+    raised = [line for line in lines if _EXCEPTION.match(line)]
     errors = [line for line in lines if "error" in line.lower() or "exception" in line.lower()]
-    return (errors or lines or ["no output"])[-1][:300]
+    return (raised or errors or lines or ["no output"])[-1][:300]
 
 
 def _silent_passes(path: Path) -> list[str]:
@@ -118,10 +125,14 @@ def _grade_one(batch: _Batch, student: str) -> Result:
     notes = checked.changes
     if checked.error:
         return Result(student, INVALID, detail=checked.error)
+    release = batch.root / "notebooks" / batch.assignment
     flags = tuple(
         flag
         for name in batch.expected
-        for flag in scan_notebook(nbformat.read(folder / name, as_version=4))
+        for flag in scan_notebook(
+            nbformat.read(folder / name, as_version=4),
+            release=nbformat.read(release / name, as_version=4),
+        )
     )
 
     gradebook = batch.root / "gradebook.db"

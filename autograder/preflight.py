@@ -3,17 +3,22 @@
 Before grading, every submission folder is archived (nothing is ever lost), then
 normalised against the release notebook:
 
-- a single notebook under another name ("resnet (1).ipynb") is renamed;
+- a single notebook under another name ("resnet (1).ipynb") is renamed; a notebook
+  that is a link (to another student's file, to the solutions) is refused;
 - the kernel is the course's Python kernel, whatever the file says;
 - grade cells copied in the notebook UI are unmarked (the first copy stays), cells
   that claim a grade id the lab does not have are unmarked, and every grade cell
-  gets its nbgrader metadata and type back from the release;
+  gets its nbgrader metadata and type back from the release; a cell whose metadata
+  was stripped gets it back when its cell id is the release's;
+- a grade cell deleted by the student is put back, after the cell it followed in the
+  release (nbgrader's own ``add_missing_cells`` fails with a KeyError when that cell
+  is gone too, as in a notebook pasted into a fresh one);
 - tags that make nbclient skip a cell or ignore its error are removed;
 - any other file in the folder (a student's own ``torchsummary.py``, a planted
   pickle) is moved to ``quarantine/`` so that it cannot shadow a module.
 
-Cells deleted or edited by the student are nbgrader's job: with
-``OverwriteCells.add_missing_cells`` it restores them from the gradebook.
+The sources of locked cells are nbgrader's job: it restores them from the gradebook,
+hidden tests included.
 """
 
 from __future__ import annotations
@@ -65,12 +70,19 @@ def normalise(nb: NotebookNode, release: NotebookNode) -> list[str]:
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
 
     graded = {_grade_id(c): c for c in release.cells if _grade_id(c)}
+    by_cell_id = {c.get("id"): c for c in graded.values() if c.get("id")}
+    marked = {_grade_id(c) for c in nb.cells}
     seen: set[str] = set()
     for index, cell in enumerate(nb.cells):
         tags = cell.metadata.get("tags", [])
         if SKIPPING_TAGS & set(tags):
             cell.metadata["tags"] = [t for t in tags if t not in SKIPPING_TAGS]
             changes.append(f"cell {index}: removed tags {sorted(SKIPPING_TAGS & set(tags))}")
+        twin = by_cell_id.get(cell.get("id"))
+        if "nbgrader" not in cell.metadata and twin is not None and _grade_id(twin) not in marked:
+            cell.metadata["nbgrader"] = copy.deepcopy(twin.metadata["nbgrader"])
+            marked.add(_grade_id(twin))
+            changes.append(f"cell {index}: stripped metadata of {_grade_id(twin)!r} restored")
         if "nbgrader" not in cell.metadata:
             continue
         grade_id = _grade_id(cell)
@@ -92,6 +104,29 @@ def normalise(nb: NotebookNode, release: NotebookNode) -> list[str]:
             else:
                 cell.pop("outputs", None)
                 cell.pop("execution_count", None)
+    return changes + _restore_deleted(nb, release)
+
+
+def _restore_deleted(nb: NotebookNode, release: NotebookNode) -> list[str]:
+    """Put back the release's grade cells that ``nb`` lacks, each after the last cell
+    present that preceded it in the release (at the end when none is)."""
+    changes = []
+    order = [c for c in release.cells if _grade_id(c)]
+    ids = {c.get("id") for c in nb.cells}
+    for position, original in enumerate(order):
+        grade_id = _grade_id(original)
+        if not original.metadata["nbgrader"].get("grade") or any(
+            _grade_id(c) == grade_id for c in nb.cells
+        ):
+            continue
+        earlier = {_grade_id(c) for c in order[:position]}
+        at = max((i + 1 for i, c in enumerate(nb.cells) if _grade_id(c) in earlier), default=None)
+        restored = copy.deepcopy(original)
+        if restored.get("id") in ids:
+            restored.id = f"restored-{grade_id}"[:64]
+        ids.add(restored.get("id"))
+        nb.cells.insert(len(nb.cells) if at is None else at, restored)
+        changes.append(f"deleted grade cell {grade_id!r} put back")
     return changes
 
 
@@ -102,7 +137,8 @@ def _archive(folder: Path, archive: Path) -> None:
     while target.exists():
         suffix += 1
         target = archive / f"{stamp}-{suffix}"
-    shutil.copytree(folder, target)
+    # Links are kept as links: following one could copy /dev/zero or a secret.
+    shutil.copytree(folder, target, symlinks=True)
 
 
 def prepare_submission(folder: Path, release_dir: Path, root: Path) -> Preflight:
@@ -117,6 +153,10 @@ def prepare_submission(folder: Path, release_dir: Path, root: Path) -> Preflight
         (folder / found[0]).rename(folder / expected[0])
         result.changes.append(f"renamed {found[0]!r} to {expected[0]!r}")
         found = expected
+    linked = [name for name in found if (folder / name).is_symlink()]
+    if linked or folder.is_symlink():
+        result.error = f"{', '.join(linked) or folder.name} is a link, not a file: not graded"
+        return result
     missing = [name for name in expected if name not in found]
     if missing:
         shown = ", ".join(found) or "no notebooks"

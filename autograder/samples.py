@@ -17,7 +17,7 @@ from nbformat import NotebookNode
 
 from autograder.course import notebook_names
 
-__all__ = ["Sample", "samples_for", "write_samples"]
+__all__ = ["Sample", "answered", "replace_in", "samples_for", "without_cell", "write_samples"]
 
 
 def _grade_id(cell: NotebookNode) -> str | None:
@@ -32,7 +32,7 @@ def _strip_markers(source: str) -> str:
     )
 
 
-def _answered(source: NotebookNode, release: NotebookNode) -> NotebookNode:
+def answered(source: NotebookNode, release: NotebookNode) -> NotebookNode:
     """The release notebook with every solution cell answered as the source does."""
     answers = {
         _grade_id(c): _strip_markers(c.source)
@@ -46,23 +46,23 @@ def _answered(source: NotebookNode, release: NotebookNode) -> NotebookNode:
     return student
 
 
-def _replace_in(nb: NotebookNode, grade_id: str, old: str, new: str) -> NotebookNode:
+def replace_in(nb: NotebookNode, grade_id: str, old: str, new: str) -> NotebookNode:
     for cell in nb.cells:
         if _grade_id(cell) == grade_id:
             if cell.source.count(old) != 1:
                 raise ValueError(
                     f"sample mutation: {old!r} occurs {cell.source.count(old)} times in cell "
-                    f"{grade_id!r}, not once; update autograder/samples.py to the new solution"
+                    f"{grade_id!r}, not once; update the sample to the new solution"
                 )
             cell.source = cell.source.replace(old, new)
             return nb
-    raise ValueError(f"sample mutation: no cell {grade_id!r}; update autograder/samples.py")
+    raise ValueError(f"sample mutation: no cell {grade_id!r}; update the sample to the lab")
 
 
-def _without_cell(nb: NotebookNode, grade_id: str) -> NotebookNode:
+def without_cell(nb: NotebookNode, grade_id: str) -> NotebookNode:
     kept = [c for c in nb.cells if _grade_id(c) != grade_id]
     if len(kept) == len(nb.cells):
-        raise ValueError(f"sample: no cell {grade_id!r} to delete; update autograder/samples.py")
+        raise ValueError(f"sample: no cell {grade_id!r} to delete; update the sample to the lab")
     nb.cells = kept
     return nb
 
@@ -77,12 +77,12 @@ class Sample:
 def _common() -> list[Sample]:
     """What every lab is graded against: its solution, its untouched release, a broken file."""
     return [
-        Sample("sample-correct", "full marks", lambda s, r: _answered(s, r)),
+        Sample("sample-correct", "full marks", lambda s, r: answered(s, r)),
         Sample("sample-untouched", "0 points", lambda s, r: copy.deepcopy(r)),
         Sample(
             "sample-corrupted",
             "not graded (invalid); the batch goes on",
-            lambda s, r: nbformat.writes(_answered(s, r))[:5000],
+            lambda s, r: nbformat.writes(answered(s, r))[:5000],
         ),
     ]
 
@@ -93,8 +93,8 @@ _SPECIFIC: dict[str, list[Sample]] = {
         Sample(
             "sample-no-shortcut-bn",
             "loses the BasicBlock and table points; feedback names the missing BatchNorm2d",
-            lambda s, r: _replace_in(
-                _answered(s, r),
+            lambda s, r: replace_in(
+                answered(s, r),
                 "basic_block",
                 "                nn.BatchNorm2d(planes * self.expansion),\n",
                 "",
@@ -103,7 +103,7 @@ _SPECIFIC: dict[str, list[Sample]] = {
         Sample(
             "sample-deleted-test-cell",
             "full marks: the deleted test cell is restored and run",
-            lambda s, r: _without_cell(_answered(s, r), "test_resnet34_table"),
+            lambda s, r: without_cell(answered(s, r), "test_resnet34_table"),
         ),
     ],
 }

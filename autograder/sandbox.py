@@ -9,10 +9,18 @@ starts ipykernel under ``bwrap`` with:
 - no network (``--unshare-net``) and its own PID namespace (``--unshare-pid``;
   every process dies with the kernel);
 - the file system read-only, ``/tmp`` private, and the course folder (and this
-  repository) hidden except for the student's own autograded folder (writable)
-  and the read-only paths the labs need (Python environment, packages, data);
+  repository) hidden except for the read-only paths the labs need (Python
+  environment, packages, data) and the student's own autograded folder;
+- that folder writable, but as a private tmpfs: nbgrader's files in it are bound
+  read-only (the notebook, which holds the hidden tests, is not there at all), and
+  whatever the kernel writes (a link to the gradebook, for nbgrader to chmod or copy
+  into the feedback as root) is gone when it exits; ``/tmp`` and that folder are
+  capped in size (they are memory);
 - an unprivileged user, so that limits on processes apply, and limits on memory,
-  processes and file size (``prlimit``).
+  processes and file size (``prlimit``);
+- no process started by a cell outlives it: after each cell the kernel kills the
+  others and reaps them (``contain_forks``; a fork bomb's children would otherwise go
+  on forking and serve the kernel's sockets too).
 
 Traps (from ``shared/notes/grading-stack.md``): the kernelspec needs
 ``"interrupt_mode": "message"``; ``JPY_PARENT_PID`` must be unset or the kernel
@@ -23,20 +31,23 @@ for CUDA, so the memory cap applies only where no GPU is visible.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["KERNEL_NAME", "available", "bwrap_command", "kernel_environment"]
+__all__ = ["KERNEL_NAME", "available", "bwrap_command", "contain_forks", "kernel_environment"]
 
 KERNEL_NAME = "labkit-sandbox"
 NOBODY = 65534
 MEMORY_BYTES = int(os.environ.get("LABKIT_SANDBOX_MEMORY", str(8 * 2**30)))
 MAX_PROCESSES = 256
 MAX_FILE_BYTES = 512 * 2**20
+SCRATCH_BYTES = 2**30  # each of /tmp and the working folder
 # The kit's environment variables a lab reads; everything else is dropped.
 _PASSED_ENV = ("LABKIT_CIFAR10", "LABKIT_MNIST", "LABKIT_FASHION_MNIST", "LABKIT_DATA", "PATH")
 
@@ -111,14 +122,30 @@ def kernel_environment(work: Path, hidden: list[Path]) -> dict[str, str]:
     }
 
 
-def _bind(option: str, path: str) -> list[str]:
-    """Bind ``path`` at the same place, creating its parents traversable (bwrap would
-    make them 0700 inside a tmpfs, which the unprivileged kernel cannot enter)."""
+def _parents(path: str) -> list[str]:
+    """Create ``path``'s parents traversable (bwrap would make them 0700 inside a tmpfs,
+    which the unprivileged kernel cannot enter)."""
     parents = []
     for parent in reversed(Path(path).parents):
         if str(parent) != "/":
             parents += ["--perms", "0755", "--dir", str(parent)]
-    return [*parents, option, path, path]
+    return parents
+
+
+def _bind(option: str, path: str) -> list[str]:
+    """Bind ``path`` at the same place."""
+    return [*_parents(path), option, path, path]
+
+
+def _scratch(workdir: Path) -> list[str]:
+    """``workdir`` as a private tmpfs, the kernel's working folder, with the files nbgrader
+    put there (the notebooks excepted) bound read-only inside it."""
+    size = str(SCRATCH_BYTES)
+    command = [*_parents(str(workdir)), "--perms", "1777", "--size", size, "--tmpfs", str(workdir)]
+    for path in sorted(workdir.iterdir()):
+        if path.suffix != ".ipynb" and not path.is_symlink():
+            command += ["--ro-bind", str(path), str(path)]
+    return [*command, "--chdir", str(workdir)]
 
 
 def _gpu_visible() -> bool:
@@ -140,14 +167,14 @@ def bwrap_command(
         "--ro-bind", "/", "/",
         "--dev", "/dev",
         "--proc", "/proc",
-        "--perms", "1777", "--tmpfs", "/tmp",
+        "--perms", "1777", "--size", str(SCRATCH_BYTES), "--tmpfs", "/tmp",
     ]  # fmt: skip
     for folder in config["hidden"]:
         command += ["--perms", "0755", "--tmpfs", folder]
     for path in config["readable"]:
         command += _bind("--ro-bind", path)
     command += _bind("--bind", config["runtime"])
-    command += [*_bind("--bind", str(workdir)), "--chdir", str(workdir)]
+    command += _scratch(workdir)
     command += ["--clearenv"]
     for key, value in env.items():
         command += ["--setenv", key, value]
@@ -170,17 +197,55 @@ def _kernel_env() -> dict[str, str]:
         # Graded runs are sized like CI; the kernel is not told it is being graded.
         LABKIT_RUN="fast",
     )
+    # labkit recognises the repository's data/ by the pyproject.toml beside it, which the
+    # sandbox hides: name the data root explicitly (it is bound read-only).
+    data = Path(__file__).resolve().parent.parent / "data"
+    if "LABKIT_DATA" not in env and data.is_dir():
+        env["LABKIT_DATA"] = str(data)
     return env
+
+
+def contain_forks(shell) -> None:
+    """Run in the kernel at start: no process a cell starts outlives the cell.
+
+    After each cell the kernel kills every other process of its user in the sandbox and
+    reaps its children (a fork bomb's children would otherwise go on forking, hold the
+    process slots and serve the kernel's sockets too); a forked child that gets back to
+    IPython exits at once instead of printing a traceback.
+    """
+    kernel = os.getpid()
+    show_traceback = shell.showtraceback
+
+    def showtraceback(*args, **kwargs):
+        if os.getpid() != kernel:
+            os._exit(1)
+        return show_traceback(*args, **kwargs)
+
+    def after_cell(*_args) -> None:
+        if os.getpid() != kernel:
+            os._exit(1)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(-1, signal.SIGKILL)  # in this PID namespace, as this user: not the kernel
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(-1, 0)[0]:
+                pass
+
+    shell.showtraceback = showtraceback
+    shell.events.register("post_run_cell", after_cell)
+
+
+_STARTUP = (
+    "import autograder.sandbox as _sandbox; _sandbox.contain_forks(get_ipython()); del _sandbox"
+)
 
 
 def _launch(config_path: str, connection_file: str, extra: list[str]) -> None:
     config = json.loads(Path(config_path).read_text(encoding="utf-8"))
     workdir = Path.cwd().resolve()
     if os.geteuid() == 0:
-        for path in [workdir, *workdir.rglob("*")]:
-            os.chown(path, NOBODY, NOBODY)
         os.chmod(connection_file, 0o644)
     kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", connection_file, *extra]
+    kernel.append(f"--IPKernelApp.exec_lines={json.dumps([_STARTUP])}")
     command = bwrap_command(config, workdir, kernel, _kernel_env())
     os.execvp(command[0], command)  # the kernel manager signals bwrap itself
 

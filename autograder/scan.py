@@ -5,10 +5,18 @@ checks, rewrite later cells or look for the answers. The sandbox blocks what it
 can (files, network, processes); this scan flags the rest for an instructor to
 review. A flag never changes a score by itself: the driver reports it beside
 the grade. The patterns are deliberately broad; these labs never need them.
+
+With the release notebook, the scan also flags student code that rebinds a name the
+test cells rely on: an imported check (``check_summary = ...``), a builtin
+(``type = ...``), or, after the locked cell that binds it, a result such as
+``history``; and any attribute assigned on an imported module (``T.equal = ...``
+after ``import torch as T``).
 """
 
 from __future__ import annotations
 
+import ast
+import builtins
 import re
 
 __all__ = ["PATTERNS", "scan_notebook"]
@@ -20,11 +28,17 @@ PATTERNS: dict[str, str] = {
     r"\b(autograder|labkit|torchsummary)\.\w+(\.\w+)*\s*=[^=]": "replaces part of the grader",
     r"\b(setattr|delattr)\s*\(": "changes attributes by name (setattr/delattr)",
     r"\bsys\.modules\b|\bimportlib\b|\b__import__\b": "swaps modules",
-    r"\b(exec|eval|compile)\s*\(": "runs code built at run time (exec/eval/compile)",
-    r"__code__|__globals__|__builtins__|\bbuiltins\b|\bgc\.get_objects\b": (
+    # not model.eval() or torch.compile(): a method or attribute is not the builtin
+    r"(?<!\.)\b(exec|eval|compile)\s*\(": "runs code built at run time (exec/eval/compile)",
+    r"__code__|__globals__|__builtins__|\bbuiltins\b|\bgc\.get_objects\b|\bglobals\s*\(": (
         "reaches into function or interpreter internals"
     ),
-    r"\btorch\.\w+(\.\w+)*\s*=[^=]|\bnn\.\w+(\.\w+)*\s*=[^=]": "replaces part of torch",
+    r"\b(_ih|_oh|_i{1,3}|_i\d+)\b|\bIn\s*\[|\binspect\b|\b_getframe\b|\btb_frame\b|\bf_back\b"
+    r"|\blinecache\b": "reads the source of the running cell (hidden tests?)",
+    # torch.backends.* are settings (cudnn.benchmark, ...), not code a check calls
+    r"\btorch\.(?!backends\.)\w+(\.\w+)*\s*=[^=]|\bnn\.\w+(\.\w+)*\s*=[^=]": (
+        "replaces part of torch"
+    ),
     r"NBGRADER|\bos\.environ\b|\bgetenv\b": "reads the environment (detects grading?)",
     r"gradebook|solutions/|autograded|\.\./\.\.": "looks for grading files",
     r"\bsocket\b|\burllib\b|\brequests\b|\bhttp\.client\b": "uses the network",
@@ -44,16 +58,128 @@ def _code_lines(source: str):
             yield number, code
 
 
-def scan_notebook(nb) -> list[str]:
+def _meta(cell) -> dict:
+    return cell.metadata.get("nbgrader", {})
+
+
+def _parse(source: str) -> ast.Module | None:
+    lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
+    try:
+        return ast.parse("\n".join(lines))
+    except SyntaxError:
+        return None
+
+
+def _bound_names(tree: ast.Module) -> tuple[set[str], set[str]]:
+    """(names bound by imports, names bound otherwise) at the top level of a cell."""
+    imported, assigned = set(), set()
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            imported |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            assigned |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return imported, assigned
+
+
+def _loaded_names(tree: ast.Module) -> set[str]:
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+def _protected(release) -> tuple[set[str], dict[str, str]]:
+    """Names the release's test cells read: (imported or builtin names, which no student
+    cell may rebind; names bound by a locked cell -> that cell's grade id, which no student
+    cell after it may rebind)."""
+    used: set[str] = set()
+    imported = set(dir(builtins))
+    locked: dict[str, str] = {}
+    for cell in release.cells:
+        tree = _parse(cell.source) if cell.cell_type == "code" else None
+        if tree is None:
+            continue
+        names, assigned = _bound_names(tree)
+        imported |= names
+        if _meta(cell).get("grade"):
+            used |= _loaded_names(tree)
+        elif _meta(cell).get("locked"):
+            locked.update(dict.fromkeys(assigned, _meta(cell)["grade_id"]))
+    return imported & used, {name: gid for name, gid in locked.items() if name in used}
+
+
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
+def _rebound(tree: ast.AST) -> list[tuple[str, int]]:
+    """(name, line) for each global name a cell binds to something new: assignments,
+    definitions and loop targets at the top level, ``global`` declarations anywhere, and
+    imports under another name (``import torch`` binds torch itself; ``from m import f as
+    check_summary`` does not). Names local to a function or a comprehension are not."""
+    found = []
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, _SCOPES):
+            if not isinstance(node, ast.Lambda):
+                found.append((node.name, node.lineno))
+            found += [
+                (name, g.lineno)
+                for g in ast.walk(node)
+                if isinstance(g, ast.Global)
+                for name in g.names
+            ]
+            continue
+        if isinstance(node, _COMPREHENSIONS):
+            continue
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            found.append((node.id, node.lineno))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            found += [
+                (a.asname, node.lineno)
+                for a in node.names
+                if a.asname and a.asname != a.name.split(".")[-1]
+            ]
+        found += _rebound(node)
+    return found
+
+
+def _module_aliases(nb) -> set[str]:
+    """Names that imports bind anywhere in the notebook (torch, T, np, autograder, ...)."""
+    names: set[str] = set()
+    for cell in nb.cells:
+        tree = _parse(cell.source) if cell.cell_type == "code" else None
+        if tree is not None:
+            names |= _bound_names(tree)[0]
+    return names
+
+
+def scan_notebook(nb, release=None) -> list[str]:
     """Flags for code cells the student can edit (locked and test cells are restored
-    from the source by nbgrader, so only the others matter)."""
+    from the source by nbgrader, so only the others matter). With ``release``, also
+    flags rebinding a name its test cells read."""
+    always, after_locked = _protected(release) if release is not None else (set(), {})
+    modules = _module_aliases(nb) - {"torch"}  # torch has its own pattern above
+    patching = re.compile(
+        rf"^\s*(?:{'|'.join(map(re.escape, sorted(modules)))})(\.\w+)+\s*=(?!=)"
+        if modules
+        else "$^"
+    )
+    passed: set[str] = set()  # grade ids of the locked cells seen so far
     flags = []
     for index, cell in enumerate(nb.cells):
-        meta = cell.metadata.get("nbgrader", {})
+        meta = _meta(cell)
         if cell.cell_type != "code" or meta.get("locked") or meta.get("grade"):
+            if meta.get("locked"):
+                passed.add(meta.get("grade_id"))
             continue
+        watched = always | {name for name, gid in after_locked.items() if gid in passed}
+        tree = _parse(cell.source)
+        rebound: dict[int, list[str]] = {}
+        for name, number in _rebound(tree) if tree is not None else []:
+            if name in watched:
+                rebound.setdefault(number, []).append(name)
         for number, code in _code_lines(cell.source):
-            for pattern, why in _COMPILED:
-                if pattern.search(code):
-                    flags.append(f"cell {index} line {number}: {why}: {code.strip()[:80]!r}")
+            found = [why for pattern, why in _COMPILED if pattern.search(code)]
+            if patching.search(code):
+                found.append("replaces part of an imported module")
+            found += [f"rebinds {name!r}, which the tests use" for name in rebound.get(number, [])]
+            flags += [f"cell {index} line {number}: {why}: {code.strip()[:80]!r}" for why in found]
     return flags

@@ -9,13 +9,20 @@ row, the layers missing or extra, and the totals.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+import torch
 from torch import nn
 
-from labkit.summary import SummaryRow, SummaryTable, capture_summary, count_parameters
+from labkit.summary import (
+    SummaryRow,
+    SummaryTable,
+    capture_summary,
+    count_parameters,
+    meta_summary,
+)
 
-__all__ = ["check_summary", "compare_tables"]
+__all__ = ["check_summary", "check_summary_meta", "compare_tables"]
 
 _MAX_LISTED = 5
 _DIFF_LINES = 12
@@ -113,6 +120,15 @@ def compare_tables(actual: SummaryTable, expected: SummaryTable, name: str = "mo
     return problems
 
 
+def _failed(name: str, input_size: Sequence[int], error: Exception) -> str:
+    shape = ", ".join(str(s) for s in input_size)
+    return (
+        f"{name}: summary(model, ({shape})) failed: {type(error).__name__}: "
+        f"{str(error).rstrip('.')}. "
+        "Run the model on torch.randn(2, " + shape + ") to find the layer that breaks."
+    )
+
+
 def check_summary(
     model: nn.Module,
     expected: SummaryTable,
@@ -132,11 +148,7 @@ def check_summary(
     try:
         actual = capture_summary(model, input_size)
     except Exception as error:  # a student's forward() can fail in any way
-        shape = ", ".join(str(s) for s in input_size)
-        return [
-            f"{name}: summary(model, ({shape})) failed: {type(error).__name__}: {error}. "
-            "Run the model on torch.randn(2, " + shape + ") to find the layer that breaks."
-        ]
+        return [_failed(name, input_size, error)]
     problems = compare_tables(actual, expected, name)
     numel = count_parameters(model)
     if numel != expected.total_params:
@@ -145,3 +157,42 @@ def check_summary(
             f"expected {expected.total_params:,} ({numel - expected.total_params:+,})."
         )
     return problems
+
+
+def check_summary_meta(
+    build: Callable[[], nn.Module],
+    expected: SummaryTable,
+    input_size: Sequence[int] = (3, 224, 224),
+    name: str = "model",
+) -> list[str]:
+    """``check_summary(build(), ...)`` without the cost: the model is built and run on the
+    ``meta`` device (shapes, no weights). A model that fails there (its code needs real
+    values, or it is broken) is built for real and checked by ``check_summary``."""
+    try:
+        actual = meta_summary(build, input_size)
+        with torch.device("meta"):
+            numel = count_parameters(build())
+    except Exception as error:  # a student's model can fail in any way
+        if isinstance(error, NotImplementedError) and "meta" not in str(error):
+            return [f"{name} raised NotImplementedError: replace the stub with your code."]
+        # Its code needs real values, or it fails: a real run says how, in the CPU's words.
+        return _check_built(build, expected, input_size, name)
+    problems = compare_tables(actual, expected, name)
+    if numel != expected.total_params:
+        problems.append(
+            f"{name}: counting every parameter by numel gives {numel:,}, "
+            f"expected {expected.total_params:,} ({numel - expected.total_params:+,})."
+        )
+    return problems
+
+
+def _check_built(
+    build: Callable[[], nn.Module], expected: SummaryTable, input_size: Sequence[int], name: str
+) -> list[str]:
+    try:
+        model = build()
+    except NotImplementedError:
+        return [f"{name} raised NotImplementedError: replace the stub with your code."]
+    except Exception as error:  # a student's constructor can fail in any way
+        return [f"{name}: building the model raised {type(error).__name__}: {error}"]
+    return check_summary(model, expected, input_size, name)

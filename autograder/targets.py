@@ -4,6 +4,8 @@ so nothing downloads), or read from JSON stored beside this file.
 The course's target tables are torchvision's: the seed's ResNet-18 table is
 exactly ``summary(torchvision.models.resnet18(num_classes=10), (3, 224, 224))``,
 and ``targets/resnet18-10.json`` keeps that table as the seed printed it.
+Derived tables are computed on the ``meta`` device (``labkit.summary.meta_summary``,
+which the tests hold equal to torchsummary's): no weights to initialise.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import torchvision
 from torch import nn
 
-from labkit.summary import SummaryTable, capture_summary
+from labkit.summary import SummaryTable, meta_summary
 
 __all__ = ["reference_model", "stored_table", "target_table"]
 
@@ -48,7 +50,7 @@ def _target(
     name: str, num_classes: int, input_size: tuple[int, ...], kwargs: tuple
 ) -> SummaryTable:
     options = {key: _thawed(value) for key, value in kwargs}
-    return capture_summary(reference_model(name, num_classes, **options), input_size)
+    return meta_summary(lambda: reference_model(name, num_classes, **options), input_size)
 
 
 def target_table(

@@ -5,7 +5,13 @@ Students can read all of it; it never holds a graded answer.
 
 from labkit.config import RunConfig, default_device, seed_everything
 from labkit.data import ImageData, as_dataset, load_cifar10, load_fashion_mnist, load_mnist
-from labkit.plots import plot_history, show_images, show_predictions, show_samples
+from labkit.plots import (
+    plot_confusion_matrix,
+    plot_history,
+    show_images,
+    show_predictions,
+    show_samples,
+)
 from labkit.summary import capture_summary, count_parameters
 from labkit.train import History, evaluate, fit
 
@@ -22,6 +28,7 @@ __all__ = [
     "load_cifar10",
     "load_fashion_mnist",
     "load_mnist",
+    "plot_confusion_matrix",
     "plot_history",
     "seed_everything",
     "show_images",

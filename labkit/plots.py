@@ -11,7 +11,14 @@ from torch import nn
 from labkit.data import ImageData
 from labkit.train import History, predict
 
-__all__ = ["plot_history", "show_images", "show_predictions", "show_samples"]
+__all__ = [
+    "confusion_matrix",
+    "plot_confusion_matrix",
+    "plot_history",
+    "show_images",
+    "show_predictions",
+    "show_samples",
+]
 
 
 def plot_history(history: History) -> plt.Figure:
@@ -86,3 +93,46 @@ def show_predictions(model: nn.Module, data: ImageData, count: int = 16) -> plt.
     images = data.test_images[index]
     predictions = predict(model, images, data).argmax(1).cpu()
     return show_images(images, data.test_labels[index], data.classes, predictions)
+
+
+def confusion_matrix(
+    predictions: torch.Tensor, labels: torch.Tensor, num_classes: int
+) -> torch.Tensor:
+    """Counts, int64, num_classes x num_classes: row = true class, column = prediction."""
+    predictions, labels = predictions.long().cpu(), labels.long().cpu()
+    if predictions.shape != labels.shape:
+        raise ValueError(
+            f"predictions {tuple(predictions.shape)} and labels {tuple(labels.shape)} differ"
+        )
+    flat = labels * num_classes + predictions
+    return torch.bincount(flat, minlength=num_classes**2).view(num_classes, num_classes)
+
+
+def plot_confusion_matrix(
+    predictions: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...]
+) -> plt.Figure:
+    """The confusion matrix with counts in the cells: the diagonal is what went right."""
+    counts = confusion_matrix(predictions, labels, len(classes))
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(0.5 * n + 2.5, 0.5 * n + 2))
+    image = ax.imshow(counts.numpy(), cmap="Blues")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    ax.set(
+        xticks=range(n),
+        yticks=range(n),
+        xticklabels=classes,
+        yticklabels=classes,
+        xlabel="predicted",
+        ylabel="true",
+        title=f"Confusion matrix ({int(counts.diagonal().sum()):,} of {int(counts.sum()):,} right)",
+    )
+    ax.tick_params(axis="x", labelrotation=45)
+    threshold = counts.max().item() / 2
+    for (i, j), count in zip(
+        ((i, j) for i in range(n) for j in range(n)), counts.flatten().tolist(), strict=True
+    ):
+        if count:
+            color = "white" if count > threshold else "black"
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=7, color=color)
+    fig.tight_layout()
+    return fig

@@ -5,6 +5,11 @@ torchsummary 1.5.1 prints its table and returns None, defaults to
 consumes the global RNG and moves BatchNorm running statistics. ``capture_summary``
 runs it on a deep copy, in eval mode, on the CPU, under a forked RNG, and parses
 what it printed.
+
+``meta_summary`` computes the same table without torchsummary and without any
+arithmetic: the model is built on PyTorch's ``meta`` device, which has shapes but
+no data. A VGG-16 at 224 x 224 then costs milliseconds instead of seconds of
+weight initialisation and forward pass.
 """
 
 from __future__ import annotations
@@ -13,14 +18,24 @@ import contextlib
 import copy
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torchsummary import summary
 
-__all__ = ["SummaryRow", "SummaryTable", "capture_summary", "count_parameters", "parse_summary"]
+__all__ = [
+    "SummaryRow",
+    "SummaryTable",
+    "capture_summary",
+    "count_parameters",
+    "meta_summary",
+    "parse_summary",
+    "record_outputs",
+]
 
 _ROW = re.compile(
     r"^\s*(?P<layer>[A-Za-z_][\w.]*)-(?P<index>\d+)\s+(?P<shape>\[.*\])\s+(?P<params>[\d,]+)\s*$"
@@ -130,6 +145,95 @@ def capture_summary(model: nn.Module, input_size: Sequence[int] = (3, 224, 224))
     with torch.random.fork_rng(devices=[]), torch.no_grad(), contextlib.redirect_stdout(out):
         summary(probe, tuple(input_size), device="cpu")
     return parse_summary(out.getvalue())
+
+
+def _class_name(module: nn.Module) -> str:
+    """The row's name, derived from the class exactly as torchsummary derives it."""
+    return str(module.__class__).split(".")[-1].split("'")[0]
+
+
+def record_outputs(
+    model: nn.Module, x: torch.Tensor, keep: Callable[[nn.Module], bool]
+) -> list[tuple[nn.Module, Any]]:
+    """(module, output) for every call of a module of ``model`` that ``keep`` accepts, in
+    call order, from one forward pass of ``x`` without gradients (forward hooks)."""
+    records: list[tuple[nn.Module, Any]] = []
+
+    def record(module: nn.Module, _inputs: tuple, output: Any) -> None:
+        records.append((module, output))
+
+    hooks = [m.register_forward_hook(record) for m in model.modules() if keep(m)]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return records
+
+
+def meta_summary(
+    build: Callable[[], nn.Module], input_size: Sequence[int] = (3, 224, 224)
+) -> SummaryTable:
+    """``capture_summary(build(), input_size)``, computed on the ``meta`` device.
+
+    ``build()`` runs under ``torch.device("meta")``, so the model gets shapes but no
+    weights; a forward hook on every module that torchsummary lists (all but
+    ``Sequential``, ``ModuleList`` and the model itself) records what torchsummary
+    would, and ``text`` is laid out as torchsummary prints it. Code that needs real
+    values (``.item()``, NumPy) fails here: fall back to ``capture_summary``.
+    """
+    with torch.device("meta"):
+        model = build().eval()
+        records = record_outputs(
+            model,
+            torch.empty(2, *input_size),
+            lambda m: not isinstance(m, (nn.Sequential, nn.ModuleList)) and m is not model,
+        )
+
+    rows: list[SummaryRow] = []
+    total_params = trainable = 0
+    total_output = 0
+    for index, (module, output) in enumerate(records, start=1):
+        if isinstance(output, (list, tuple)):
+            shape: list = [[-1, *o.shape[1:]] for o in output]
+        else:
+            shape = [-1, *output.shape[1:]]
+        params = 0
+        weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
+        if hasattr(weight, "size"):
+            params += weight.numel()
+        if hasattr(bias, "size"):
+            params += bias.numel()
+        if hasattr(weight, "size") and weight.requires_grad:
+            trainable += params
+        total_params += params
+        total_output += int(np.prod(shape))  # with the -1 batch size, as torchsummary sums
+        rows.append(SummaryRow(_class_name(module), index, str(shape), params))
+
+    exact = [abs(float(np.prod(input_size))), abs(2.0 * total_output), float(total_params)]
+    sizes = {
+        "Input size (MB)": exact[0],
+        "Forward/backward pass size (MB)": exact[1],  # x2 for gradients
+        "Params size (MB)": exact[2],
+        "Estimated Total Size (MB)": sum(exact),
+    }
+    rule, thin = "=" * 64, "-" * 64
+    lines = [thin, "{:>20}  {:>25} {:>15}".format("Layer (type)", "Output Shape", "Param #"), rule]
+    lines += [
+        "{:>20}  {:>25} {:>15}".format(f"{r.layer}-{r.index}", r.shape, f"{r.params:,}")
+        for r in rows
+    ]
+    lines += [
+        rule,
+        f"Total params: {total_params:,}",
+        f"Trainable params: {trainable:,}",
+        f"Non-trainable params: {total_params - trainable:,}",
+        thin,
+        *(f"{label}: {abs(n * 4 / 1024**2):0.2f}" for label, n in sizes.items()),
+        thin,
+    ]
+    return parse_summary("\n".join(lines) + "\n")
 
 
 def count_parameters(model: nn.Module) -> int:

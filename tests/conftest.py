@@ -1,9 +1,9 @@
-"""Shared test helpers: the Day 4 solution notebook's model code, executable and mutable.
+"""Shared test helpers: a solution notebook's model code, executable and mutable.
 
-``solution_namespace`` runs the solution's definition cells (``conv3x3``/``conv1x1``,
-``BasicBlock``, ``ResNet``, ``resnet18``, ``resnet34``) in a fresh namespace, after
-optional text replacements, so that a test can build a mutant of the reference
-solution by editing one line of its source.
+``solution_namespace`` runs a solution's definition cells (for Day 4, the default:
+``conv3x3``/``conv1x1``, ``BasicBlock``, ``ResNet``, ``resnet18``, ``resnet34``) in a
+fresh namespace, after optional text replacements, so that a test can build a mutant
+of the reference solution by editing one line of its source.
 """
 
 from __future__ import annotations
@@ -34,26 +34,31 @@ def _defines_only(source: str) -> bool:
     )
 
 
-@functools.lru_cache(maxsize=1)
-def solution_cells() -> tuple[str, ...]:
+@functools.lru_cache(maxsize=4)
+def solution_cells(path: Path = SOLUTION_NOTEBOOK) -> tuple[str, ...]:
     """The solution notebook's definition cells, in notebook order."""
-    notebook = nbformat.read(SOLUTION_NOTEBOOK, as_version=4)
+    notebook = nbformat.read(path, as_version=4)
     cells = tuple(
         cell.source
         for cell in notebook.cells
         if cell.cell_type == "code" and _defines_only(cell.source)
     )
-    assert cells, f"no definition cells found in {SOLUTION_NOTEBOOK}"
+    assert cells, f"no definition cells found in {path}"
     return cells
 
 
-def solution_namespace(replace: Mapping[str, str] | None = None) -> dict:
-    """Execute the solution's definition cells, after replacing text, and return the namespace.
+def solution_namespace(
+    replace: Mapping[str, str] | None = None,
+    path: Path = SOLUTION_NOTEBOOK,
+    names: tuple[str, ...] = SOLUTION_NAMES,
+) -> dict:
+    """Execute the definition cells of the solution at ``path`` (Day 4's by default),
+    after replacing text, and return the namespace, which must define ``names``.
 
     Each key of ``replace`` must occur exactly once in those cells, so that a mutant
     cannot silently turn into the unmodified solution when the notebook changes.
     """
-    cells = list(solution_cells())
+    cells = list(solution_cells(path))
     for old, new in (replace or {}).items():
         count = sum(cell.count(old) for cell in cells)
         assert count == 1, f"{old!r} occurs {count} times in the solution's cells, expected once"
@@ -62,15 +67,15 @@ def solution_namespace(replace: Mapping[str, str] | None = None) -> dict:
     namespace: dict = {"__name__": "__main__"}
     exec(compile(_PRELUDE, "<prelude>", "exec"), namespace)
     for i, source in enumerate(cells):
-        exec(compile(source, f"{SOLUTION_NOTEBOOK.name}[definition cell {i}]", "exec"), namespace)
-    missing = [name for name in SOLUTION_NAMES if name not in namespace]
+        exec(compile(source, f"{path.name}[definition cell {i}]", "exec"), namespace)
+    missing = [name for name in names if name not in namespace]
     assert not missing, f"the solution's cells do not define {missing}"
     return namespace
 
 
 @pytest.fixture(name="solution_namespace")
 def solution_namespace_fixture() -> Callable[..., dict]:
-    """``solution_namespace(replace=None)``: see the module function of the same name."""
+    """``solution_namespace(replace=None, path=..., names=...)``: see the module function."""
     return solution_namespace
 
 

@@ -1,4 +1,4 @@
-"""Generated stand-ins for CIFAR-10, for machines without the real images.
+"""Generated stand-ins for CIFAR-10 and MNIST, for machines without the real images.
 
 ``python tests/standins.py DIR`` writes a CIFAR-10-shaped image folder
 (``train/<class>/*.png``, ``test/<class>/*.png``, 32x32 RGB): each class is a
@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+DIGITS = tuple(str(d) for d in range(10))
 CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )  # fmt: skip
@@ -42,6 +43,30 @@ def write_standins(root: Path, train_per_class: int = 300, test_per_class: int =
             for i in range(count):
                 Image.fromarray(_image(label, rng)).save(folder / f"{i:04d}.png")
     (root / MARKER).write_text("generated stand-ins for CIFAR-10, not real images\n")
+    return root
+
+
+def _digit(label: int, rng: np.random.Generator) -> np.ndarray:
+    """28x28 grey: a bright bar whose angle and offset depend on the class, under noise."""
+    y, x = np.mgrid[0:28, 0:28] - 13.5
+    angle = np.pi * label / 10 + rng.normal(0, 0.05)
+    distance = np.abs(x * np.cos(angle) + y * np.sin(angle) - (label % 3 - 1) * 4)
+    image = 255 * (distance < 2.5) + rng.normal(0, 30, (28, 28))
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def write_mnist_standins(root: Path, train_per_class: int = 300, test_per_class: int = 100) -> Path:
+    """An MNIST-shaped image folder (28x28 grey, classes "0".."9") under ``root``, once."""
+    if (root / MARKER).exists():
+        return root
+    rng = np.random.default_rng(0)
+    for split, count in (("train", train_per_class), ("test", test_per_class)):
+        for label, name in enumerate(DIGITS):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                Image.fromarray(_digit(label, rng)).save(folder / f"{i:04d}.png")
+    (root / MARKER).write_text("generated stand-ins for MNIST, not real images\n")
     return root
 
 

@@ -52,3 +52,23 @@ def test_show_samples_skips_classes_that_ran_out_and_shows_grey() -> None:
     assert shown(fig) == [("ant", 0), ("bee", 3), ("ant", 1), ("ant", 2)]
     assert all(ax.images[0].get_cmap().name == "gray" for ax in fig.axes if ax.images)
     assert shown(show_samples(data, count=3, train=False)) == [("ant", 0), ("ant", 1)]
+
+
+def test_confusion_matrix_counts_true_rows_and_predicted_columns():
+    from labkit.plots import confusion_matrix
+
+    labels = torch.tensor([0, 0, 1, 2, 2, 2])
+    predictions = torch.tensor([0, 1, 1, 2, 0, 2])
+    counts = confusion_matrix(predictions, labels, 3)
+    assert counts.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+    assert counts.dtype == torch.int64
+
+
+def test_plot_confusion_matrix_titles_the_right_count():
+    from labkit.plots import plot_confusion_matrix
+
+    fig = plot_confusion_matrix(
+        torch.tensor([0, 1, 2, 2]), torch.tensor([0, 1, 1, 2]), ("a", "b", "c")
+    )
+    assert "3 of 4 right" in fig.axes[0].get_title()
+    assert [t.get_text() for t in fig.axes[0].texts] == ["1"] * 4  # the non-zero cells

@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import torchvision
 from torch import nn
 from torchsummary import summary
 
@@ -18,6 +19,7 @@ from labkit.summary import (
     SummaryTable,
     capture_summary,
     count_parameters,
+    meta_summary,
     parse_summary,
 )
 
@@ -317,3 +319,78 @@ def test_parse_summary_does_not_silently_drop_a_row():
     except ValueError:
         return  # refusing the text is fine too
     assert [r.index for r in table.rows] == [1, 2, 3]
+
+
+# ---- meta_summary: the same table, computed on the meta device ----------------------------------
+
+
+def _frozen_cnn() -> nn.Sequential:
+    model = tiny_cnn()
+    model[0].weight.requires_grad_(False)
+    return model
+
+
+def _shared_linear() -> nn.Sequential:
+    shared = nn.Linear(3 * 16 * 16, 3 * 16 * 16)
+    return nn.Sequential(nn.Flatten(), shared, nn.ReLU(), shared)
+
+
+def _affine_free() -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4, affine=False))
+
+
+@pytest.mark.parametrize(
+    ("build", "input_size"),
+    [
+        (tiny_cnn, INPUT),
+        (tiny_cnn, (3, 64, 64)),
+        (_frozen_cnn, INPUT),
+        (Scaled, (3, 8, 8)),
+        (_shared_linear, INPUT),
+        (_affine_free, INPUT),
+        (lambda: nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 3), TrainingExtras()), INPUT),
+        (lambda: torchvision.models.resnet18(num_classes=10), (3, 64, 64)),
+        (lambda: torchvision.models.vgg11_bn(num_classes=10), (3, 32, 32)),
+    ],
+    ids=[
+        "tiny",
+        "tiny-64",
+        "frozen",
+        "scaled",
+        "shared",
+        "affine-free",
+        "extras",
+        "r18",
+        "vgg11bn",
+    ],
+)
+def test_meta_summary_equals_capture_summary(build, input_size):
+    assert meta_summary(build, input_size) == capture_summary(build(), input_size)
+
+
+def test_meta_summary_allocates_no_weights():
+    def huge() -> nn.Module:  # 40 GB of float32 weights, were they real
+        return nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 10**5), nn.Linear(10**5, 10**5))
+
+    table = meta_summary(huge, INPUT)
+
+    assert table.total_params == 768 * 10**5 + 10**5 + 10**10 + 10**5
+    assert table.rows[-1] == SummaryRow("Linear", 3, "[-1, 100000]", 10**10 + 10**5)
+
+
+def test_meta_summary_text_reads_back_as_the_table():
+    table = meta_summary(tiny_cnn, (3, 64, 64))
+    assert parse_summary(table.text) == table
+    assert "Conv2d-1" in table.text and "Total params: 201" in table.text
+
+
+class NeedsValues(nn.Module):
+    """Branches on a value: fine on the CPU, impossible on the meta device."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x if x.sum().item() > 0 else -x
+
+
+def test_meta_summary_fails_where_values_are_needed():
+    with pytest.raises(RuntimeError, match="meta"):
+        meta_summary(NeedsValues, INPUT)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from autograder.tables import check_summary, compare_tables
+from autograder.tables import check_summary, check_summary_meta, compare_tables
 from autograder.targets import stored_table, target_table
 from labkit.summary import SummaryRow, SummaryTable, capture_summary
 
@@ -223,3 +223,46 @@ def test_check_summary_rejects_what_is_not_a_module(target, thing, kind):
 def test_check_summary_says_to_call_a_class(target):
     (problem,) = check_summary(ConvBnRelu, target, SMALL)
     assert "got the class ConvBnRelu, not a model: call it" in problem
+
+
+# ---- check_summary_meta: the same check on the meta device -------------------------------------
+
+
+@pytest.mark.parametrize("model_cls", [ConvBnRelu, WithGain, Broken])
+def test_check_summary_meta_says_what_check_summary_says(target, model_cls):
+    assert check_summary_meta(model_cls, target, SMALL, "net") == check_summary(
+        model_cls(), target, SMALL, "net"
+    )
+
+
+def test_check_summary_meta_reports_a_stub(target):
+    def stub() -> nn.Module:
+        raise NotImplementedError()
+
+    assert check_summary_meta(stub, target, SMALL, "net") == [
+        "net raised NotImplementedError: replace the stub with your code."
+    ]
+
+
+class ValueBranch(ConvBnRelu):
+    """The right table, but forward() reads a value: only a real run can check it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) * (1.0 if x.abs().sum().item() >= 0 else -1.0)
+
+
+def test_check_summary_meta_runs_for_real_when_values_are_needed(target):
+    assert check_summary_meta(ValueBranch, target, SMALL, "net") == []
+    wrong = dataclasses.replace(target, total_params=target.total_params + 1)
+    assert "Total params" in check_summary_meta(ValueBranch, wrong, SMALL, "net")[0]
+
+
+def test_check_summary_meta_reports_a_failing_constructor(target):
+    def broken() -> nn.Module:
+        return nn.Conv2d(3, -1, 3)
+
+    problems = check_summary_meta(broken, target, SMALL, "net")
+    assert problems == [
+        "net: building the model raised RuntimeError: "
+        "Trying to create tensor with negative dimension -1: [-1, 3, 3, 3]"
+    ]

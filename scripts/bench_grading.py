@@ -1,0 +1,177 @@
+"""Grade the hostile corpus (tests/hostile_corpus.py) and say how grading held up.
+
+    .venv/bin/python scripts/bench_grading.py [--runs 2] [--day04] [--keep]
+
+Each run grades every corpus submission of the probe lab, sandboxed, in one course
+folder (the second run regrades the same submissions there). Printed: the corpus
+table, submissions graded per minute, p50/p95/max seconds per submission, batch
+aborts (grade_assignment raising), false passes on cheats, false fails on valid
+submissions, processes left behind, and score differences between runs. With
+``--day04``, also the seconds one correct Day 4 submission takes (needs
+``LABKIT_CIFAR10``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from hostile_corpus import (  # noqa: E402
+    ASSIGNMENT,
+    CORPUS,
+    PROBE,
+    LoopbackServer,
+    corpus_table,
+    false_fail,
+    false_pass,
+    hidden_lines,
+    judge,
+    leftover_processes,
+    load_lab,
+    read_outcome,
+    write_corpus,
+)
+
+from autograder import sandbox  # noqa: E402
+from autograder.course import REPO_ROOT, generate_release, make_course_root  # noqa: E402
+from autograder.grade import Result, grade_assignment  # noqa: E402
+from autograder.samples import answered  # noqa: E402
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _leftovers(root: Path) -> list[str]:
+    deadline = time.monotonic() + 10
+    while (left := leftover_processes(root)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return left
+
+
+def _grade(root: Path, timeout: float) -> tuple[list[Result] | None, float, str]:
+    start = time.perf_counter()
+    try:
+        results = grade_assignment(ASSIGNMENT, root, timeout=timeout, use_sandbox=True)
+    except Exception as error:  # a batch abort is what this counts
+        return None, time.perf_counter() - start, f"{type(error).__name__}: {error}"
+    return results, time.perf_counter() - start, ""
+
+
+def bench_corpus(runs: int, timeout: float, keep: bool) -> None:
+    work = Path(tempfile.mkdtemp(prefix="labkit-bench-"))
+    root = make_course_root(work / "course", [ASSIGNMENT], source=PROBE)
+    server = LoopbackServer()
+    generate_release(ASSIGNMENT, root)
+    write_corpus(load_lab(root, server.port))
+    hidden = hidden_lines(root)
+    seconds: list[float] = []
+    aborts, wall, graded = 0, 0.0, 0
+    scores: list[dict[str, tuple[str, float | None]]] = []
+    for run in range(1, runs + 1):
+        print(f"\n== run {run} of {runs}: {len(CORPUS)} submissions in {root}", flush=True)
+        results, took, abort = _grade(root, timeout)
+        wall += took
+        if results is None:
+            aborts += 1
+            print(f"BATCH ABORTED after {took:.0f} s: {abort}")
+            continue
+        graded += len(results)
+        seconds += [r.seconds for r in results]
+        by_name = {r.student: r for r in results}
+        outcomes = [read_outcome(e, root, by_name) for e in CORPUS]
+        problems = {o.entry.name: judge(o, hidden) for o in outcomes}
+        scores.append({r.student: (r.status, r.score) for r in results})
+        print(corpus_table(outcomes, problems))
+        left = _leftovers(root)
+        print(
+            f"\nrun {run}: {took:.0f} s; not as expected: "
+            f"{sum(bool(p) for p in problems.values())}; "
+            f"false passes on cheats: {sum(false_pass(o) for o in outcomes)} "
+            f"{[o.entry.name for o in outcomes if false_pass(o)]}; "
+            f"false fails on valid submissions: {sum(false_fail(o) for o in outcomes)} "
+            f"{[o.entry.name for o in outcomes if false_fail(o)]}; "
+            f"leftover processes: {len(left)} {left[:3]}"
+        )
+    server.close()
+
+    differences = [
+        f"{name}: {scores[0][name]} then {later[name]}"
+        for later in scores[1:]
+        for name in scores[0]
+        if later.get(name) != scores[0][name]
+    ]
+    kernels = [s for s in seconds if s > 1]  # invalid files never start a kernel
+    print("\n== summary")
+    print(f"submissions graded per minute: {60 * graded / wall:.1f} ({graded} in {wall:.0f} s)")
+    print(
+        f"seconds per submission: p50 {statistics.median(seconds):.1f}, "
+        f"p95 {_percentile(seconds, 0.95):.1f}, max {max(seconds):.1f} "
+        f"(kernel runs only: p50 {statistics.median(kernels):.1f})"
+    )
+    print(f"batch aborts: {aborts}")
+    print(f"loopback connections from kernels: {server.connections}")
+    print(f"score differences over {len(scores)} runs: {len(differences)} {differences[:5]}")
+    if keep:
+        print(f"course folder kept: {root}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def bench_day04(timeout: float) -> None:
+    print("\n== Day 4: one correct submission (day04_resnet, sandboxed)")
+    if not os.environ.get("LABKIT_CIFAR10"):
+        print("skipped: set LABKIT_CIFAR10 to a CIFAR-10 folder")
+        return
+    with tempfile.TemporaryDirectory(prefix="labkit-bench-day04-") as work:
+        assignment = "day04_resnet"
+        root = make_course_root(Path(work), [assignment], source=REPO_ROOT)
+        generate_release(assignment, root)
+        for source in (root / "solutions" / assignment).glob("*.ipynb"):
+            release = root / "notebooks" / assignment / source.name
+            nb = answered(nbformat.read(source, 4), nbformat.read(release, 4))
+            folder = root / "submitted" / "sample-correct" / assignment
+            folder.mkdir(parents=True, exist_ok=True)
+            nbformat.write(nb, folder / source.name)
+        start = time.perf_counter()
+        (result,) = grade_assignment(assignment, root, timeout=timeout, use_sandbox=True)
+        took = time.perf_counter() - start
+        print(
+            f"Day 4 submission: {result.status}, {result.score}/{result.max_score}; "
+            f"{result.seconds:.0f} s to grade, {took:.0f} s with release and feedback"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=2, help="grading runs (default 2)")
+    parser.add_argument("--timeout", type=float, default=45, help="seconds per submission")
+    parser.add_argument("--cell-timeout", default="12", help="LABKIT_CELL_TIMEOUT (s)")
+    parser.add_argument("--day04", action="store_true", help="also time a Day 4 submission")
+    parser.add_argument("--keep", action="store_true", help="keep the course folder")
+    args = parser.parse_args()
+    why_not = sandbox.available()
+    if why_not:
+        sys.exit(f"the grading sandbox cannot run here: {why_not}")
+    os.environ["LABKIT_CELL_TIMEOUT"] = args.cell_timeout
+    print(f"{os.cpu_count()} CPUs; {args.cell_timeout} s a cell, {args.timeout:g} s a student")
+    bench_corpus(args.runs, args.timeout, args.keep)
+    if args.day04:
+        os.environ.pop("LABKIT_CELL_TIMEOUT")
+        bench_day04(timeout=900)
+
+
+if __name__ == "__main__":
+    main()
