@@ -3,7 +3,7 @@
     .venv/bin/python scripts/bench_grading.py [--runs 2] [--day04] [--keep]
 
 Each run grades every corpus submission of the probe lab, sandboxed, in one course
-folder (the second run regrades the same submissions there). Printed: the corpus
+folder (a later run regrades the same submissions, as handed in, there). Printed: the corpus
 table, submissions graded per minute, p50/p95/max seconds per submission, batch
 aborts (grade_assignment raising), false passes on cheats, false fails on valid
 submissions, processes left behind, and score differences between runs. With
@@ -75,13 +75,16 @@ def bench_corpus(runs: int, timeout: float, keep: bool) -> None:
     root = make_course_root(work / "course", [ASSIGNMENT], source=PROBE)
     server = LoopbackServer()
     generate_release(ASSIGNMENT, root)
-    write_corpus(load_lab(root, server.port))
+    lab = load_lab(root, server.port)
     hidden = hidden_lines(root)
     seconds: list[float] = []
     aborts, wall, graded = 0, 0.0, 0
     scores: list[dict[str, tuple[str, float | None]]] = []
     for run in range(1, runs + 1):
         print(f"\n== run {run} of {runs}: {len(CORPUS)} submissions in {root}", flush=True)
+        # Every run grades the submissions as handed in (preflight normalises in place).
+        shutil.rmtree(root / "submitted", ignore_errors=True)
+        write_corpus(lab)
         results, took, abort = _grade(root, timeout)
         wall += took
         if results is None:
