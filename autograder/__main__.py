@@ -4,6 +4,12 @@ python -m autograder release [ASSIGNMENT ...]   regenerate notebooks/ from solut
 python -m autograder grade ASSIGNMENT [--root DIR]
                                                 grade submitted/*/ASSIGNMENT in DIR
 python -m autograder demo [--root DIR]          release, then grade the bundled samples
+python -m autograder colab [ASSIGNMENT ...]     add or update the Colab badge and setup
+                                                cells of solutions/ (then run release)
+python -m autograder bundle [ASSIGNMENT ...] [--out DIR]
+                                                release, copy the student side of those
+                                                labs (all) to DIR (build/student) and
+                                                prove it holds no solution or hidden test
 """
 
 from __future__ import annotations
@@ -14,7 +20,15 @@ import sys
 import time
 from pathlib import Path
 
-from autograder.course import REPO_ROOT, assignments, generate_release, make_course_root
+from autograder.bundle import scan_bundle, write_bundle
+from autograder.colab import apply_colab_cells
+from autograder.course import (
+    REPO_ROOT,
+    assignments,
+    generate_release,
+    make_course_root,
+    notebook_names,
+)
 from autograder.grade import format_results, grade_assignment
 from autograder.samples import write_samples
 
@@ -54,6 +68,32 @@ def _demo(root: Path, timeout: float) -> int:
     return 0
 
 
+def _colab(names: list[str]) -> int:
+    for assignment in names or assignments(REPO_ROOT):
+        for name in notebook_names(assignment, REPO_ROOT):
+            path = REPO_ROOT / "solutions" / assignment / name
+            changed = apply_colab_cells(path)
+            print(f"solutions/{assignment}/{name}: {'updated' if changed else 'up to date'}")
+    print("now regenerate notebooks/: python -m autograder release " + " ".join(names))
+    return 0
+
+
+def _bundle(names: list[str], out: Path, release: bool) -> int:
+    if release:
+        _release(names)
+    files = write_bundle(out, labs=names or None)
+    problems, notes = scan_bundle(out)
+    for note in notes:
+        print(f"NOTE: {note}")
+    if problems:
+        print(f"NOT PUBLISHABLE: {out} holds solutions or hidden tests:", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    print(f"{out}: {len(files)} files, no solution and no hidden test found; publish this folder")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m autograder",
@@ -70,12 +110,24 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="release, then grade the bundled sample submissions")
     demo.add_argument("--root", type=Path, default=REPO_ROOT / "build" / "demo")
     demo.add_argument("--timeout", type=float, default=900, help="seconds per submission")
+    colab = commands.add_parser("colab", help="add or update the Colab badge and setup cells")
+    colab.add_argument("assignments", nargs="*")
+    bundle = commands.add_parser("bundle", help="write the student bundle and prove it clean")
+    bundle.add_argument("assignments", nargs="*", help="the labs to publish (default: all)")
+    bundle.add_argument("--out", type=Path, default=REPO_ROOT / "build" / "student")
+    bundle.add_argument(
+        "--no-release", action="store_true", help="bundle notebooks/ as it is (no regeneration)"
+    )
     args = parser.parse_args(argv)
 
     if args.command == "release":
         return _release(args.assignments)
     if args.command == "grade":
         return _grade(args.assignment, args.root.resolve(), args.timeout)
+    if args.command == "colab":
+        return _colab(args.assignments)
+    if args.command == "bundle":
+        return _bundle(args.assignments, args.out.resolve(), release=not args.no_release)
     return _demo(args.root.resolve(), args.timeout)
 
 

@@ -175,6 +175,8 @@ def _grade_one(batch: _Batch, student: str) -> Result:
 
 
 def _with_scores(assignment: str, root: Path, results: list[Result]) -> list[Result]:
+    if all(r.status != GRADED for r in results):
+        return results
     scored = []
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
         for result in results:
@@ -227,7 +229,11 @@ def grade_assignment(
             batch.env = sandbox.kernel_environment(Path(work), hidden)
             batch.nbgrader_args = [f"--Execute.kernel_name={sandbox.KERNEL_NAME}"]
         for student in students:
-            result = _grade_one(batch, student)
+            try:
+                result = _grade_one(batch, student)
+            except Exception as error:  # one submission never stops the batch
+                detail = f"the grader itself failed on this submission: {type(error).__name__}: "
+                result = Result(student, FAILED, detail=detail + str(error)[:300])
             print(f"  {student}: {result.status} ({result.seconds:.0f} s)", flush=True)
             results.append(result)
     results = _with_scores(assignment, root, results)

@@ -45,7 +45,9 @@ __all__ = ["KERNEL_NAME", "available", "bwrap_command", "contain_forks", "kernel
 KERNEL_NAME = "labkit-sandbox"
 NOBODY = 65534
 MEMORY_BYTES = int(os.environ.get("LABKIT_SANDBOX_MEMORY", str(8 * 2**30)))
-MAX_PROCESSES = 256
+# Threads count too (torch starts one per core, ipykernel a few): enough for a lab,
+# few enough that a fork bomb cannot swamp the machine before the cell ends.
+MAX_PROCESSES = max(64, 8 * (os.cpu_count() or 1))
 MAX_FILE_BYTES = 512 * 2**20
 SCRATCH_BYTES = 2**30  # each of /tmp and the working folder
 # The kit's environment variables a lab reads; everything else is dropped.
@@ -196,6 +198,9 @@ def _kernel_env() -> dict[str, str]:
         PYTHONDONTWRITEBYTECODE="1",
         # Graded runs are sized like CI; the kernel is not told it is being graded.
         LABKIT_RUN="fast",
+        # No network in here: pip (a student's, or a lab's setup cell, which then stops
+        # with a clear message) fails at once instead of retrying for minutes.
+        PIP_NO_INDEX="1",
     )
     # labkit recognises the repository's data/ by the pyproject.toml beside it, which the
     # sandbox hides: name the data root explicitly (it is bound read-only).

@@ -39,7 +39,8 @@ def check_training_run(
     """Readable problems with a finished run; ``[]`` means it completed and learned.
 
     ``before`` is ``snapshot(model)`` taken before training. With ``data``, the
-    model is evaluated again and must reproduce the history's last test accuracy.
+    model is evaluated again, in the history's precision and layout, and must
+    reproduce the history's last test accuracy.
     """
     if type(history) is not History:
         return [f"expected the History that fit() returns, got {type(history).__name__}."]
@@ -89,7 +90,17 @@ def check_training_run(
             )
 
     if data is not None and not problems:
-        _, accuracy = evaluate(model, data)
+        # Evaluate the way the run did (fit records its precision and layout; a History
+        # built by hand, as on Day 2, defaults to fp32), so that the numbers can agree.
+        precision, channels_last = history.precision, history.channels_last
+        if type(precision) is not str or precision not in ("bf16", "fp16", "fp32"):
+            return [f"the history's precision is {precision!r}, not 'bf16', 'fp16' or 'fp32'."]
+        if type(channels_last) is not bool:
+            return [f"the history's channels_last is {channels_last!r}, not True or False."]
+        try:
+            _, accuracy = evaluate(model, data, precision=precision, channels_last=channels_last)
+        except ValueError as error:  # fp16 recorded for a model on the CPU
+            return [f"evaluating the trained model as the history records failed: {error}"]
         if abs(accuracy - last.test_acc) > 0.005:
             problems.append(
                 f"evaluating the trained model gives {accuracy:.1%} test accuracy, but the "

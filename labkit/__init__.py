@@ -8,10 +8,12 @@ from labkit.data import ImageData, as_dataset, load_cifar10, load_fashion_mnist,
 from labkit.plots import (
     plot_confusion_matrix,
     plot_history,
+    plot_tradeoff,
     show_images,
     show_predictions,
     show_samples,
 )
+from labkit.profile import count_flops, time_forward
 from labkit.summary import capture_summary, count_parameters
 from labkit.train import History, evaluate, fit
 
@@ -21,6 +23,7 @@ __all__ = [
     "RunConfig",
     "as_dataset",
     "capture_summary",
+    "count_flops",
     "count_parameters",
     "default_device",
     "evaluate",
@@ -30,8 +33,10 @@ __all__ = [
     "load_mnist",
     "plot_confusion_matrix",
     "plot_history",
+    "plot_tradeoff",
     "seed_everything",
     "show_images",
     "show_predictions",
     "show_samples",
+    "time_forward",
 ]

@@ -1,8 +1,9 @@
-"""Figures the labs show: training curves and labelled image grids."""
+"""Figures the labs show: training curves, labelled image grids, model comparisons."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import torch
@@ -15,6 +16,7 @@ __all__ = [
     "confusion_matrix",
     "plot_confusion_matrix",
     "plot_history",
+    "plot_tradeoff",
     "show_images",
     "show_predictions",
     "show_samples",
@@ -136,3 +138,46 @@ def plot_confusion_matrix(
             ax.text(j, i, str(count), ha="center", va="center", fontsize=7, color=color)
     fig.tight_layout()
     return fig
+
+
+def plot_tradeoff(
+    names: Sequence[str],
+    flops: Sequence[float],
+    accuracy: Sequence[float],
+    params: Sequence[int],
+    *,
+    chance: float | None = None,
+    ax: plt.Axes | None = None,
+) -> plt.Figure:
+    """Accuracy against FLOPs per image (log scale), one labelled marker per model
+    whose area grows with its parameters; ``chance`` draws the guessing line."""
+    if not len(names) == len(flops) == len(accuracy) == len(params):
+        raise ValueError(
+            f"one value per model: {len(names)} names, {len(flops)} FLOPs, "
+            f"{len(accuracy)} accuracies, {len(params)} parameter counts"
+        )
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.5))
+    biggest = max(params, default=1)
+
+    def area(count: float) -> float:
+        return 20.0 + 1000.0 * count / biggest  # points^2; the smallest stay visible
+
+    for name, x, y, count in zip(names, flops, accuracy, params, strict=True):
+        ax.scatter(x, y, s=area(count), alpha=0.5, edgecolors="black")
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(7, 7), fontsize=8)
+    if chance is not None:
+        ax.axhline(chance, color="grey", ls=":", label="chance")
+    for count in (1e6, 1e7, biggest):  # the size legend
+        if count <= biggest:
+            ax.scatter([], [], s=area(count), alpha=0.5, edgecolors="black", color="grey",
+                       label=f"{count / 1e6:,.0f}M parameters")  # fmt: skip
+    ax.set_xscale("log")
+    if len(flops):
+        ax.set_xlim(min(flops) / 3, max(flops) * 3)
+    top = max(accuracy, default=0.0)
+    ax.set(xlabel="FLOPs per image (forward)", ylabel="test accuracy", ylim=(0, min(1, top + 0.15)))
+    ax.set_title("Accuracy against cost")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=4, frameon=False)
+    ax.grid(True, which="major", alpha=0.3)
+    return ax.figure

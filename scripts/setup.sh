@@ -5,9 +5,11 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 
 # Debian packages: bubblewrap for the grading sandbox (autograder/sandbox.py),
-# and Fashion-MNIST (Day 2's harder variant; labkit reads /usr/share/datasets).
+# Fashion-MNIST (Day 2's harder variant; labkit reads /usr/share/datasets), and
+# chromium for the browser test (tests/test_browser.py drives it with Playwright).
 missing=""
 command -v bwrap >/dev/null 2>&1 || missing="$missing bubblewrap"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 [ -d /usr/share/datasets/fashion-mnist ] || missing="$missing dataset-fashion-mnist"
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -16,7 +18,8 @@ if [ -n "$missing" ]; then
       || echo "NOTE: could not install$missing"
   else
     echo "NOTE: missing Debian packages:$missing (sudo apt-get install$missing)."
-    echo "      Without bubblewrap, grading runs WITHOUT a sandbox."
+    echo "      Without bubblewrap, grading runs WITHOUT a sandbox; without chromium,"
+    echo "      the browser test skips."
   fi
 fi
 

@@ -53,3 +53,42 @@ def test_torchvision_loads_its_compiled_operators():
     boxes = torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 0.9]])
     keep = torchvision.ops.nms(boxes, torch.tensor([0.9, 0.8]), iou_threshold=0.5)
     assert keep.tolist() == [0]
+
+
+def _pins() -> dict[str, str]:
+    lines = (ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines()
+    return dict(line.split("==") for line in lines if "==" in line and not line.startswith("#"))
+
+
+def test_constraints_pin_versions_inside_pyprojects_ranges():
+    """What CI installs (constraints.txt) is what pyproject.toml and environment.yml allow."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins = {canonicalize_name(name): version for name, version in _pins().items()}
+    outside = [
+        f"{requirement} excludes the pinned {pins[canonicalize_name(requirement.name)]}"
+        for requirement in map(Requirement, _pyproject_requirements())
+        if canonicalize_name(requirement.name) in pins
+        and not requirement.specifier.contains(pins[canonicalize_name(requirement.name)])
+    ]
+    assert not outside, outside
+
+
+def test_environment_yml_python_meets_requires_python():
+    from packaging.specifiers import SpecifierSet
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    environment = yaml.safe_load((ROOT / "environment.yml").read_text(encoding="utf-8"))
+    python = next(
+        d.split("=", 1)[1]
+        for d in environment["dependencies"]
+        if isinstance(d, str) and d.startswith("python=")
+    )
+    assert SpecifierSet(project["requires-python"]).contains(python)
+
+
+def test_browser_test_driver_is_declared():
+    """tests/test_browser.py drives Debian's chromium with Playwright (scripts/setup.sh)."""
+    assert "playwright" in _pins() and "nbstripout" in _pins()
+    assert "chromium" in (ROOT / "scripts" / "setup.sh").read_text(encoding="utf-8")

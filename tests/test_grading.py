@@ -42,7 +42,7 @@ def graded(request, tmp_path_factory) -> tuple[str, Path, dict[str, Result]]:
     assignment = request.param
     root = make_course_root(tmp_path_factory.mktemp(assignment), [assignment])
     write_samples(assignment, root, REPO_ROOT)
-    results = grade_assignment(assignment, root, timeout=600)
+    results = grade_assignment(assignment, root, timeout=900)
     print(format_results(results))
     return assignment, root, {r.student: r for r in results}
 
@@ -126,6 +126,24 @@ def test_feedback_never_shows_hidden_tests(graded):
         assert "HIDDEN TESTS" not in feedback
         shown = [line for line in hidden if line in feedback]
         assert not shown, f"{student}'s feedback shows hidden test lines: {shown}"
+
+
+@pytest.mark.slow
+def test_setup_cell_installs_nothing_when_graded(graded):
+    """The Colab setup cell runs first in every graded notebook; in the sandbox (no
+    network, PIP_NO_INDEX) the kit imports, so it only looks and installs nothing."""
+    assignment, root, results = graded
+    assert results["sample-correct"].status == GRADED
+    path = root / "autograded" / "sample-correct" / assignment / _notebook(assignment)
+    cells = [
+        c
+        for c in nbformat.read(path, as_version=4).cells
+        if c.metadata.get("nbgrader", {}).get("grade_id") == "colab_setup"
+    ]
+    assert len(cells) == 1, f"no setup cell: python -m autograder colab {assignment}"
+    outputs = cells[0].outputs
+    assert not [o for o in outputs if o.output_type == "error"], outputs
+    assert "nothing to install" in "".join(o.get("text", "") for o in outputs), outputs
 
 
 @pytest.mark.slow

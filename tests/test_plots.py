@@ -72,3 +72,19 @@ def test_plot_confusion_matrix_titles_the_right_count():
     )
     assert "3 of 4 right" in fig.axes[0].get_title()
     assert [t.get_text() for t in fig.axes[0].texts] == ["1"] * 4  # the non-zero cells
+
+
+def test_plot_tradeoff_labels_each_model_and_sizes_by_parameters():
+    import pytest
+
+    from labkit.plots import plot_tradeoff
+
+    fig = plot_tradeoff(["small", "big"], [1e6, 1e9], [0.2, 0.4], [50_000, 100_000_000], chance=0.1)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.texts] == ["small", "big"]
+    assert ax.get_xscale() == "log"
+    sizes = [c.get_sizes()[0] for c in ax.collections[:2]]
+    assert sizes[1] == 1020 and 20 <= sizes[0] < 21  # area by parameters, never invisible
+    assert "chance" in [t.get_text() for t in ax.get_legend().get_texts()]
+    with pytest.raises(ValueError, match="one value per model"):
+        plot_tradeoff(["a"], [1.0, 2.0], [0.5], [10])

@@ -16,9 +16,20 @@ import torch
 from torch import nn
 
 from autograder.training import chance_threshold, check_training_run, snapshot
+from labkit import train as train_module
 from labkit.config import RunConfig
 from labkit.data import ImageData
-from labkit.train import EpochStats, History, evaluate, fit, predict, random_crop_flip
+from labkit.train import (
+    EpochStats,
+    FastPath,
+    History,
+    choose_fast_path,
+    evaluate,
+    fit,
+    native_bf16,
+    predict,
+    random_crop_flip,
+)
 
 # ---- RunConfig.from_env -------------------------------------------------------------------------
 
@@ -202,7 +213,11 @@ def test_fit_records_two_epochs(run):
         assert 0 <= stats.train_acc <= 1 and 0 <= stats.test_acc <= 1
         assert stats.seconds > 0
     assert history.seconds == pytest.approx(sum(e.seconds for e in history.epochs))
-    assert [line.split(":")[0] for line in run.printed] == ["epoch 1/2", "epoch 2/2"]
+    assert run.printed[0].startswith("fit on cpu, ")  # what it chose, then one line per epoch
+    assert [line.split(":")[0] for line in run.printed[1:]] == ["epoch 1/2", "epoch 2/2"]
+    assert history.precision in ("bf16", "fp32")  # bf16 if native and faster (a trial step)
+    assert f"cpu, {history.precision}" in run.printed[0]
+    assert history.channels_last is True
 
 
 def test_fit_learns(run):
@@ -234,6 +249,318 @@ def test_fit_drops_a_last_batch_of_one():
         history = fit(model, data, optimizer, epochs=1, batch_size=16, progress=False)
     assert history.num_train == 33
     assert len(history.step_losses) == 2  # 16 + 16, and the batch of 1 that BatchNorm refuses
+
+
+# ---- the fast path: precision, layout, autocast, host syncs ------------------------------------
+
+
+def _cpu_flags(monkeypatch, **flags: bool) -> None:
+    """Pretend the CPU has exactly ``flags`` (``avx512_bf16=True``, ...)."""
+    monkeypatch.setattr(train_module, "_cpu_capability", lambda name: flags.get(name, False))
+
+
+def _cuda_device(monkeypatch, capability: tuple[int, int], name: str) -> None:
+    """Pretend a CUDA GPU of ``capability`` is the current device."""
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+
+
+@pytest.mark.parametrize(
+    ("flags", "why"),
+    [({"avx512_bf16": True}, "AVX512-BF16"), ({"amx_bf16": True}, "AMX-BF16")],
+)
+def test_auto_is_bf16_on_a_cpu_with_native_bf16(monkeypatch, flags, why):
+    _cpu_flags(monkeypatch, **flags)
+    fast = choose_fast_path("cpu")
+    assert (fast.precision, fast.channels_last, fast.uses_grad_scaler) == ("bf16", True, False)
+    assert why in fast.reason
+    assert fast.describe().startswith("cpu, bf16 autocast (this CPU has")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "precision", "said"),
+    [
+        ([0.10, 0.30], "bf16", "a trial step took 100 ms in bf16, 300 ms in fp32"),
+        ([0.10, 0.11], "fp32", "110 ms in fp32: bf16 is not 1.2x faster here"),
+        ([12.5, 10.0], "fp32", "12 s in bf16, 10 s in fp32: bf16 is not 1.2x faster"),
+    ],
+)
+def test_auto_on_a_bf16_cpu_keeps_bf16_only_where_a_trial_step_is_faster(
+    monkeypatch, seconds, precision, said
+):
+    _cpu_flags(monkeypatch, amx_bf16=True)
+    asked = []
+
+    def trial(paths):
+        asked.append([(p.precision, p.channels_last) for p in paths])
+        return seconds
+
+    fast = choose_fast_path("cpu", trial=trial)
+    assert asked == [[("bf16", True), ("fp32", True)]]
+    assert fast.precision == precision
+    assert said in fast.reason and "AMX-BF16" in fast.reason
+
+
+def test_no_trial_where_the_choice_is_clear(monkeypatch):
+    def trial(paths):
+        raise AssertionError("no trial expected")
+
+    _cpu_flags(monkeypatch)  # no native bf16: fp32
+    assert choose_fast_path("cpu", trial=trial).precision == "fp32"
+    _cpu_flags(monkeypatch, avx512_bf16=True)  # an explicit choice
+    assert choose_fast_path("cpu", "bf16", trial=trial).precision == "bf16"
+    assert choose_fast_path("cpu", "fp32", trial=trial).precision == "fp32"
+    _cuda_device(monkeypatch, (9, 0), "H100")  # tensor cores: bf16 without asking
+    assert choose_fast_path("cuda", trial=trial).precision == "bf16"
+
+
+def test_the_trial_times_a_copy_and_leaves_the_run_alone():
+    data = tiny_rgb_data()
+    model, first, _ = _recording_cnn()
+    model.append(nn.Dropout(0.5))  # draws from the global RNG in training mode
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    images = data.train_images[:16].float()
+    labels = data.train_labels[:16]
+    paths = [choose_fast_path("cpu", p) for p in ("bf16", "fp32")]
+    rng = torch.get_rng_state()
+
+    seconds = train_module._time_training_steps(model, images, labels, paths)
+
+    assert len(seconds) == 2 and all(s > 0 for s in seconds)
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())  # BN stats too
+    assert all(p.grad is None for p in model.parameters())
+    assert first.seen == []  # the copy ran, not the model
+
+
+def test_a_model_is_timed_once_per_batch_shape(monkeypatch):
+    runs = []
+    monkeypatch.setattr(
+        train_module, "_trial_steps", lambda model, images, *a: runs.append(len(images)) or [1, 2]
+    )
+    model = tiny_cnn()
+    paths = [choose_fast_path("cpu", p) for p in ("bf16", "fp32")]
+    images, labels = torch.zeros(8, 1, 8, 8), torch.zeros(8, dtype=torch.long)
+    for _ in range(2):
+        assert train_module._time_training_steps(model, images, labels, paths) == [1, 2]
+    train_module._time_training_steps(model, images[:4], labels[:4], paths)
+    train_module._time_training_steps(tiny_cnn(), images, labels, paths)
+    assert runs == [8, 4, 8]
+
+
+def test_auto_is_fp32_on_a_cpu_that_only_emulates_bf16(monkeypatch):
+    _cpu_flags(monkeypatch, avx512_f=True, avx2=True)  # AVX512 but no BF16: emulated
+    assert native_bf16("cpu")[0] is False
+    fast = choose_fast_path("cpu")
+    assert fast.precision == "fp32"
+    assert "emulated" in fast.reason
+    asked = choose_fast_path("cpu", "bf16")  # an explicit choice is kept, with a warning
+    assert asked.precision == "bf16"
+    assert asked.reason.startswith("as asked, but") and "emulated" in asked.reason
+
+
+def test_cpu_bf16_needs_onednn(monkeypatch):
+    _cpu_flags(monkeypatch, avx512_bf16=True, amx_bf16=True)
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    assert choose_fast_path("cpu").precision == "fp32"
+
+
+def test_auto_on_a_t4_is_fp16_with_a_grad_scaler(monkeypatch):
+    # A T4 answers torch.cuda.is_bf16_supported() with True, but only emulates bf16.
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    _cuda_device(monkeypatch, (7, 5), "Tesla T4")
+    fast = choose_fast_path(torch.device("cuda"))
+    assert (fast.device, fast.precision, fast.uses_grad_scaler) == ("cuda", "fp16", True)
+    assert "Tesla T4" in fast.reason and "7.5" in fast.reason
+    assert "fp16 autocast with a GradScaler" in fast.describe()
+
+
+@pytest.mark.parametrize(("capability", "name"), [((8, 0), "A100"), ((9, 0), "H100")])
+def test_auto_on_ampere_and_later_is_bf16(monkeypatch, capability, name):
+    _cuda_device(monkeypatch, capability, name)
+    fast = choose_fast_path("cuda:0")
+    assert (fast.precision, fast.uses_grad_scaler) == ("bf16", False)
+    assert "bf16 tensor cores" in fast.reason
+
+
+def test_explicit_choices_are_kept(monkeypatch):
+    _cuda_device(monkeypatch, (9, 0), "H100")
+    assert choose_fast_path("cuda", "fp16").precision == "fp16"
+    assert choose_fast_path("cuda", "fp32", channels_last=False) == FastPath(
+        "cuda", "fp32", False, "as asked"
+    )
+    assert choose_fast_path("cpu", "fp32").precision == "fp32"
+    assert "contiguous (NCHW)" in choose_fast_path("cpu", "fp32", False).describe()
+
+
+@pytest.mark.parametrize(
+    ("precision", "channels_last", "message"),
+    [
+        ("fp64", True, "precision='fp64': use one of 'auto', 'bf16', 'fp16', 'fp32'"),
+        ("BF16", True, "precision='BF16'"),
+        ("fp16", True, "precision='fp16' is for GPUs; on cpu use 'bf16'"),
+        ("auto", "yes", "channels_last='yes': use True or False"),
+    ],
+)
+def test_impossible_choices_are_value_errors(precision, channels_last, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        choose_fast_path("cpu", precision, channels_last)
+
+
+def test_other_devices_train_in_fp32():
+    fast = choose_fast_path("meta")
+    assert fast.precision == "fp32"
+    with fast.autocast():  # a no-op context for fp32, on any device
+        pass
+
+
+class Recorder(nn.Module):
+    """Records the dtype and memory layout of what reaches it, and the autocast state."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[torch.dtype, bool, bool]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(
+            (
+                x.dtype,
+                x.is_contiguous(memory_format=torch.channels_last),
+                torch.is_autocast_enabled("cpu"),
+            )
+        )
+        return x
+
+
+def tiny_rgb_data() -> ImageData:
+    """``tiny_data`` in 3 channels: with one, NCHW and channels_last are the same layout."""
+    data = tiny_data()
+    return dataclasses.replace(
+        data,
+        train_images=data.train_images.repeat(1, 3, 1, 1),
+        test_images=data.test_images.repeat(1, 3, 1, 1),
+        mean=(0.5,) * 3,
+        std=(0.3,) * 3,
+    )
+
+
+def _recording_cnn() -> tuple[nn.Sequential, Recorder, Recorder]:
+    first, after_conv = Recorder(), Recorder()
+    model = nn.Sequential(
+        first,  # sees the batch as fit hands it to the model
+        nn.Conv2d(3, 4, 3, padding=1),
+        after_conv,  # sees the convolution's output: bf16 under bf16 autocast
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 2),
+    )
+    return model, first, after_conv
+
+
+@pytest.mark.parametrize(
+    ("precision", "channels_last", "dtype"),
+    [("bf16", True, torch.bfloat16), ("fp32", False, torch.float32), ("fp32", True, torch.float32)],
+)
+def test_fit_uses_autocast_and_channels_last_as_chosen(precision, channels_last, dtype):
+    data = tiny_rgb_data()
+    model, first, after_conv = _recording_cnn()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        history = fit(
+            model,
+            data,
+            optimizer,
+            epochs=1,
+            batch_size=32,
+            progress=False,
+            precision=precision,
+            channels_last=channels_last,
+        )
+    assert out.getvalue().startswith(f"fit on cpu, {precision}")
+    assert (history.precision, history.channels_last) == (precision, channels_last)
+    # 4 training batches, then the evaluation's one batch of 64: all computed the same way
+    assert len(first.seen) == len(after_conv.seen) == 5
+    autocast = precision != "fp32"
+    assert set(first.seen) == {(torch.float32, channels_last, autocast)}
+    assert {d for d, _, _ in after_conv.seen} == {dtype}
+    conv = model[1]
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) is channels_last
+    assert conv.weight.dtype == torch.float32  # autocast casts copies; the weights stay fp32
+
+
+def test_predict_follows_its_arguments():
+    data = tiny_rgb_data()
+    model, first, after_conv = _recording_cnn()
+    logits = predict(model, data.test_images, data, 32, precision="bf16", channels_last=True)
+    assert logits.dtype == torch.float32 and logits.shape == (64, 2)
+    assert {d for d, _, _ in after_conv.seen} == {torch.bfloat16}
+    assert all(cl for _, cl, _ in first.seen)
+    first.seen.clear()
+    after_conv.seen.clear()
+    predict(model, data.test_images, data, precision="fp32", channels_last=False)
+    assert first.seen == [(torch.float32, False, False)]
+    assert after_conv.seen[0][0] == torch.float32
+
+
+def test_predict_computes_a_fitted_model_as_fit_chose(monkeypatch):
+    data = tiny_rgb_data()
+    _cpu_flags(monkeypatch, avx512_bf16=True)
+    monkeypatch.setattr(train_module, "_time_training_steps", lambda *args: [0.5, 0.4])
+    model, _, after_conv = _recording_cnn()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with contextlib.redirect_stdout(io.StringIO()):
+        history = fit(model, data, optimizer, epochs=1, batch_size=32, progress=False)
+    assert history.precision == "fp32"  # the trial found bf16 slower
+    after_conv.seen.clear()
+    predict(model, data.test_images, data)  # "auto": as fit chose, not bf16
+    assert {d for d, _, _ in after_conv.seen} == {torch.float32}
+    other, _, other_conv = _recording_cnn()
+    predict(other, data.test_images, data)  # never fitted: bf16, native here
+    assert {d for d, _, _ in other_conv.seen} == {torch.bfloat16}
+
+
+def test_fit_reads_the_device_once_per_epoch_not_per_step(monkeypatch):
+    """No ``.item()`` (or float(), bool(), ...) per step: each one waits for the GPU."""
+    data = tiny_data()
+    model = tiny_cnn()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    reads = []
+    for name in ("item", "tolist", "__float__", "__int__", "__bool__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            reads.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    with contextlib.redirect_stdout(io.StringIO()):
+        history = fit(model, data, optimizer, epochs=2, batch_size=8, progress=False)
+    steps = len(history.step_losses)
+    assert steps == 32
+    # per epoch: train loss, train accuracy, the step losses, test loss, test accuracy
+    assert len(reads) <= 5 * 2 < steps, reads
+
+
+def test_fit_in_bf16_learns_and_its_accuracy_is_reproduced():
+    data = tiny_data()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = tiny_cnn()
+        before = snapshot(model)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        with contextlib.redirect_stdout(io.StringIO()):
+            history = fit(
+                model, data, optimizer, epochs=2, batch_size=16, progress=False, precision="bf16"
+            )
+    assert history.train_loss[1] < history.train_loss[0]
+    assert history.test_acc[-1] > chance_threshold(2, 64)
+    _, accuracy = evaluate(model, data, precision="bf16")
+    assert accuracy == history.test_acc[-1]
+    assert check_training_run(history, before, model, epochs=2, data=data) == []
 
 
 # ---- check_training_run -------------------------------------------------------------------------
@@ -357,6 +684,41 @@ def test_recorded_accuracy_that_evaluation_does_not_reproduce(run):
         f"evaluating the trained model gives {accuracy:.1%} test accuracy, but the "
         "history records 80.0%."
     ]
+
+
+def test_a_history_built_by_hand_is_evaluated_in_fp32(run, monkeypatch):
+    """Day 2's own loop builds its History: re-evaluation must compute as that loop did."""
+    assert (History("cpu", 1, 1, 2).precision, History("cpu", 1, 1, 2).channels_last) == (
+        "fp32",
+        False,
+    )
+    calls = []
+    monkeypatch.setattr(
+        "autograder.training.evaluate",
+        lambda model, data, **kwargs: calls.append(kwargs) or evaluate(model, data, **kwargs),
+    )
+    by_hand = dataclasses.replace(run.history, precision="fp32", channels_last=False)
+    check_training_run(by_hand, run.before, run.model, data=run.data)
+    check_training_run(run.history, run.before, run.model, data=run.data)
+    assert calls == [
+        {"precision": "fp32", "channels_last": False},
+        {"precision": run.history.precision, "channels_last": True},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"precision": "fp8"}, "the history's precision is 'fp8', not 'bf16', 'fp16' or 'fp32'."),
+        ({"precision": AlwaysEqual()}, "the history's precision is <"),
+        ({"channels_last": 1}, "the history's channels_last is 1, not True or False."),
+        ({"precision": "fp16"}, "evaluating the trained model as the history records failed"),
+    ],
+)
+def test_a_history_whose_settings_cannot_be_reproduced(run, change, problem):
+    history = dataclasses.replace(run.history, **change)
+    (found,) = check_training_run(history, run.before, run.model, data=run.data)
+    assert found.startswith(problem)
 
 
 def test_a_fake_history_with_made_up_numbers(run):

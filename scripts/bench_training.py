@@ -1,0 +1,551 @@
+"""Training and inference speed of the kit's loop against the seed-style loop, side by side.
+
+    .venv/bin/python scripts/bench_training.py [--models M ...] [--steps 8] [--rounds 3]
+        [--full-models M ...] [--threads N] [--no-accuracy] [--no-day04] [--quick]
+
+Two loops on the same CIFAR-10 images and models, measured in one run:
+
+- seed-style: torchvision transforms per image (RandomCrop(32, padding=4),
+  RandomHorizontalFlip, ToTensor, Normalize) in a ``Dataset`` of PIL images, a
+  ``DataLoader(batch_size=128, shuffle=True)``, fp32, NCHW, ``loss.item()`` each step;
+- kit: ``labkit.fit`` and ``labkit.train.predict`` as the labs call them (uint8
+  tensors on the device, batched crop and flip, channels_last, autocast as it chooses).
+
+Models: the seed's ResNet-18 (torchvision's, 7x7 stem and max pool), a CIFAR-stem
+ResNet-18 (3x3 stride-1 stem, no max pool), VGG-16-BN for 32x32 (Day 3's: no
+average pool, the classifier sized to 512 x 1 x 1) and LeNet-5 (3 input channels).
+
+Printed: training and inference images per second of each loop and their ratio (median
+of ``--rounds`` rounds that alternate the loops, after a warm-up); the time of one full
+2-epoch CIFAR-10 run per model (measured for ``--full-models``, estimated from the
+throughput otherwise, and labelled so); 2-epoch test accuracy of the kit's loop against
+the same loop in fp32 NCHW, same data and seed (full CIFAR-10 for ``--full-models``, a
+subset for the rest); the targets of issue 9; and the seconds the autograder takes for
+one Day 4 submission (``scripts/bench_grading.py``'s, sandboxed). Timings are wall
+clock, in this process; the load average is printed next to them. On a machine that
+other jobs keep busy, torch's threads wait on each other and every number drops, the
+kit's loop (all torch) more than the seed's (part Python): compare runs at like loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import dataclasses
+import io
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+from torch.utils.data import DataLoader
+from torchvision import transforms
+
+from labkit import ImageData, load_cifar10, seed_everything
+from labkit.train import BF16_MIN_SPEEDUP, choose_fast_path, fit, predict
+
+ROOT = Path(__file__).resolve().parent.parent
+FULL_TRAIN, FULL_TEST, EPOCHS = 50_000, 10_000, 2
+
+
+# ---- models -------------------------------------------------------------------------------------
+
+
+class LeNet5(nn.Module):
+    """LeNet-5 as on Day 2 (tanh, average pooling), for 3 x 32 x 32 images."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, kernel_size=5)
+        self.pool2 = nn.AvgPool2d(kernel_size=2, stride=2)
+        self.conv3 = nn.Conv2d(6, 16, kernel_size=5)
+        self.pool4 = nn.AvgPool2d(kernel_size=2, stride=2)
+        self.conv5 = nn.Conv2d(16, 120, kernel_size=5)
+        self.fc6 = nn.Linear(120, 84)
+        self.fc7 = nn.Linear(84, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool2(torch.tanh(self.conv1(x)))  # N x 6 x 14 x 14
+        x = self.pool4(torch.tanh(self.conv3(x)))  # N x 16 x 5 x 5
+        x = torch.flatten(torch.tanh(self.conv5(x)), 1)  # N x 120
+        return self.fc7(torch.tanh(self.fc6(x)))  # N x num_classes
+
+
+def resnet18_seed() -> nn.Module:
+    return torchvision.models.resnet18(num_classes=10)
+
+
+def resnet18_cifar() -> nn.Module:
+    model = torchvision.models.resnet18(num_classes=10)
+    model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
+    model.maxpool = nn.Identity()
+    return model
+
+
+def vgg16_bn_cifar() -> nn.Module:
+    model = torchvision.models.vgg16_bn(num_classes=10)
+    model.avgpool = nn.Identity()  # N x 512 x 1 x 1 after five pools of a 32 x 32 image
+    model.classifier[0] = nn.Linear(512, 4096)
+    nn.init.normal_(model.classifier[0].weight, 0, 0.01)  # as torchvision initialises it
+    nn.init.zeros_(model.classifier[0].bias)
+    return model
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A model and how the labs train it (optimizer, batch size, augmentation)."""
+
+    label: str
+    build: Callable[[], nn.Module]
+    optimizer: Callable[[nn.Module], torch.optim.Optimizer]
+    batch_size: int = 128
+    augment: bool = True
+
+
+def _sgd(lr: float, weight_decay: float = 0.0) -> Callable[[nn.Module], torch.optim.Optimizer]:
+    return lambda m: torch.optim.SGD(m.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
+
+
+MODELS = {
+    "resnet18-seed": Recipe("ResNet-18, seed (7x7 stem)", resnet18_seed, _sgd(0.01, 5e-4)),
+    "resnet18-cifar": Recipe("ResNet-18, CIFAR stem", resnet18_cifar, _sgd(0.01, 5e-4)),
+    "vgg16-bn": Recipe(
+        "VGG-16-BN (32x32)",
+        vgg16_bn_cifar,
+        lambda m: torch.optim.Adam(m.parameters(), lr=3e-4),
+        batch_size=64,  # Day 3's recipe
+        augment=False,
+    ),
+    "lenet5": Recipe("LeNet-5", LeNet5, _sgd(0.05), batch_size=64, augment=False),
+}
+
+
+# ---- the two loops ------------------------------------------------------------------------------
+
+
+def _subset(data: ImageData, train: int, test: int) -> ImageData:
+    """``train`` and ``test`` images drawn at random (the same ones every time)."""
+    generator = torch.Generator().manual_seed(0)
+    tr = torch.randperm(len(data.train_labels), generator=generator)[:train]
+    te = torch.randperm(len(data.test_labels), generator=generator)[:test]
+    return dataclasses.replace(
+        data,
+        train_images=data.train_images[tr],
+        train_labels=data.train_labels[tr],
+        test_images=data.test_images[te],
+        test_labels=data.test_labels[te],
+    )
+
+
+def seed_loaders(data: ImageData, batch_size: int) -> tuple[DataLoader, DataLoader]:
+    """The seed's pipeline: per-image PIL transforms in a Dataset, batched by a DataLoader."""
+    from labkit import as_dataset
+
+    normalize = transforms.Normalize(data.mean, data.std)
+    train_tf = transforms.Compose(
+        [
+            transforms.RandomCrop(32, padding=4),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            normalize,
+        ]
+    )
+    test_tf = transforms.Compose([transforms.ToTensor(), normalize])
+    train = DataLoader(as_dataset(data, True, train_tf), batch_size=batch_size, shuffle=True)
+    test = DataLoader(as_dataset(data, False, test_tf), batch_size=batch_size)
+    return train, test
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def seed_train(model, loader, optimizer, device, steps: int) -> float:
+    """Images per second of the seed's training loop over ``steps`` batches."""
+    criterion = nn.CrossEntropyLoss()
+    model.train()
+    running_loss, seen = 0.0, 0
+    _sync(device)
+    start = time.perf_counter()
+    for i, (inputs, labels) in enumerate(loader):
+        if i == steps:
+            break
+        inputs, labels = inputs.to(device), labels.to(device)
+        optimizer.zero_grad()
+        outputs = model(inputs)
+        loss = criterion(outputs, labels)
+        loss.backward()
+        optimizer.step()
+        running_loss += loss.item()
+        seen += len(labels)
+    _sync(device)
+    return seen / (time.perf_counter() - start)
+
+
+@torch.no_grad()
+def seed_infer(model, loader, device) -> float:
+    """Images per second of the seed's test loop."""
+    model.eval()
+    correct, total = 0, 0
+    _sync(device)
+    start = time.perf_counter()
+    for images, labels in loader:
+        images, labels = images.to(device), labels.to(device)
+        outputs = model(images)
+        _, predicted = torch.max(outputs.data, 1)
+        total += labels.size(0)
+        correct += (predicted == labels).sum().item()
+    _sync(device)
+    return total / (time.perf_counter() - start)
+
+
+def kit_train(model, data: ImageData, optimizer, batch_size: int) -> tuple[float, str]:
+    """Images per second of ``labkit.fit`` over one epoch of ``data`` (its end-of-epoch
+    evaluation of ``data``'s small test split included), and the precision it chose."""
+    device = next(model.parameters()).device
+    _sync(device)
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        history = fit(model, data, optimizer, epochs=1, batch_size=batch_size, progress=False)
+    _sync(device)
+    return len(data.train_labels) / (time.perf_counter() - start), history.precision
+
+
+def kit_infer(model, data: ImageData) -> float:
+    device = next(model.parameters()).device
+    _sync(device)
+    start = time.perf_counter()
+    predict(model, data.test_images, data).argmax(1).cpu()
+    return len(data.test_labels) / (time.perf_counter() - start)
+
+
+# ---- measurements -------------------------------------------------------------------------------
+
+
+@dataclass
+class Speed:
+    seed_train: list[float] = dataclasses.field(default_factory=list)
+    kit_train: list[float] = dataclasses.field(default_factory=list)
+    seed_infer: list[float] = dataclasses.field(default_factory=list)
+    kit_infer: list[float] = dataclasses.field(default_factory=list)
+    kit_precision: str = ""  # what fit chose for this model (after its trial step, on a CPU)
+
+    def median(self, name: str) -> float:
+        return statistics.median(getattr(self, name))
+
+
+def measure_speed(
+    key: str, data: ImageData, device, steps: int, rounds: int, batch: int, infer: int
+) -> Speed:
+    """Alternate the two loops ``rounds`` times on copies of one model, after a warm-up."""
+    recipe = MODELS[key]
+    seed_everything(0)
+    seed_model = recipe.build().to(device)
+    kit_model = copy.deepcopy(seed_model)
+    seed_opt, kit_opt = recipe.optimizer(seed_model), recipe.optimizer(kit_model)
+    # The same images for both: steps x batch to train on (fit evaluates one batch after
+    # its epoch), ``infer`` to predict.
+    sub = _subset(data, steps * batch, infer)
+    train_sub = dataclasses.replace(
+        sub, test_images=sub.test_images[:batch], test_labels=sub.test_labels[:batch]
+    )
+    train_loader, test_loader = seed_loaders(sub, batch)
+    warm = _subset(data, 2 * batch, batch)
+    speed = Speed()
+    seed_train(seed_model, train_loader, seed_opt, device, 2)
+    _, speed.kit_precision = kit_train(kit_model, warm, kit_opt, batch)  # and its trial step
+    seed_infer(seed_model, seed_loaders(warm, batch)[1], device)
+    kit_infer(kit_model, warm)
+
+    for _ in range(rounds):
+        speed.seed_train.append(seed_train(seed_model, train_loader, seed_opt, device, steps))
+        speed.kit_train.append(kit_train(kit_model, train_sub, kit_opt, batch)[0])
+        speed.seed_infer.append(seed_infer(seed_model, test_loader, device))
+        speed.kit_infer.append(kit_infer(kit_model, sub))
+    return speed
+
+
+@dataclass(frozen=True)
+class Run:
+    accuracy: float
+    seconds: float
+    num_test: int
+    precision: str
+
+
+def train_run(key: str, data: ImageData, device, **options) -> Run:
+    """One 2-epoch run of the kit's loop, as a lab does it, timed as a whole."""
+    recipe = MODELS[key]
+    seed_everything(0)
+    model = recipe.build().to(device)
+    optimizer = recipe.optimizer(model)
+    _sync(device)
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        history = fit(
+            model,
+            data,
+            optimizer,
+            epochs=EPOCHS,
+            batch_size=recipe.batch_size,
+            augment=recipe.augment,
+            progress=False,
+            **options,
+        )
+    _sync(device)
+    seconds = time.perf_counter() - start
+    return Run(history.test_acc[-1], seconds, len(data.test_labels), history.precision)
+
+
+def full_run_estimate(train_ips: float, infer_ips: float) -> float:
+    """Seconds for 2 epochs over 50,000 images with a 10,000-image test after each."""
+    return EPOCHS * (FULL_TRAIN / train_ips + FULL_TEST / infer_ips)
+
+
+# ---- printing -----------------------------------------------------------------------------------
+
+
+def load_average() -> str:
+    try:
+        return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "load average unknown"
+
+
+def describe_machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        where = torch.cuda.get_device_name(device)
+    else:
+        where = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+    return (
+        f"{where}; torch {torch.__version__}, {torch.get_num_threads()} threads; {load_average()}"
+    )
+
+
+def _seconds(value: float) -> str:
+    return f"{value / 60:.1f} min" if value >= 120 else f"{value:.0f} s"
+
+
+def _check(label: str, ok: bool, detail: str) -> None:
+    print(f"  {'✔' if ok else '✘'} {label}: {detail}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=list(MODELS))
+    parser.add_argument("--steps", type=int, default=8, help="training batches per round")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median kept)")
+    parser.add_argument("--batch-size", type=int, default=128, help="batch size for throughput")
+    parser.add_argument("--infer", type=int, default=1024, help="test images per inference round")
+    parser.add_argument(
+        "--full-models",
+        nargs="*",
+        choices=sorted(MODELS),
+        help="models to run on all of CIFAR-10 for 2 epochs (default: lenet5 and "
+        "resnet18-seed on a CPU, every model on a GPU)",
+    )
+    parser.add_argument(
+        "--subset", type=int, default=300, help="train images per class for the other models"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads (default: torch's, one per core); 1 is steadier on a busy machine",
+    )
+    parser.add_argument("--no-accuracy", action="store_true", help="skip the 2-epoch runs")
+    parser.add_argument("--no-day04", action="store_true", help="skip grading a Day 4 submission")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: 2 steps of 16, 1 round, 2-epoch runs on 10 images per class, no Day 4",
+    )
+    args = parser.parse_args(argv)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        args.steps, args.rounds, args.batch_size, args.infer = 2, 1, 16, 32
+        args.full_models, args.subset, args.no_day04 = [], 10, True
+    if args.full_models is None:
+        args.full_models = list(MODELS) if device.type == "cuda" else ["lenet5", "resnet18-seed"]
+
+    fast = choose_fast_path(device)
+    print(f"machine: {describe_machine(device)}")
+    print(
+        f"kit loop: {fast.describe()}; uint8 data on {device.type}, batched crop and flip"
+        + (
+            f"; on a CPU, bf16 only where a trial step is {BF16_MIN_SPEEDUP}x faster"
+            if device.type == "cpu"
+            else ""
+        )
+    )
+    print(
+        f"seed-style loop: per-image torchvision transforms, DataLoader(batch_size="
+        f"{args.batch_size}, shuffle=True), fp32, NCHW"
+    )
+
+    data = load_cifar10(
+        train_per_class=None if args.full_models else args.subset,
+        test_per_class=None if args.full_models else max(10, args.subset // 3),
+    )
+    print(f"data: {data.describe()}")
+    if len(data.train_labels) < args.steps * args.batch_size:
+        sys.exit(
+            f"need {args.steps * args.batch_size} training images, have {len(data.train_labels)}"
+        )
+
+    print(
+        f"\n== throughput, images/s: median of {args.rounds} alternating rounds; training "
+        f"{args.steps} batches of {args.batch_size}, inference {args.infer} images "
+        f"(seed: batches of {args.batch_size}; kit: predict's default)"
+    )
+    header = (
+        f"{'model':28}{'kit chose':>10}{'train seed':>11}{'train kit':>11}{'ratio':>7}"
+        f"{'infer seed':>12}{'infer kit':>11}{'ratio':>7}"
+    )
+    print(header)
+    speeds: dict[str, Speed] = {}
+    for key in args.models:
+        speed = measure_speed(
+            key, data, device, args.steps, args.rounds, args.batch_size, args.infer
+        )
+        speeds[key] = speed
+        st, kt = speed.median("seed_train"), speed.median("kit_train")
+        si, ki = speed.median("seed_infer"), speed.median("kit_infer")
+        print(
+            f"{MODELS[key].label:28}{speed.kit_precision:>10}{st:11.0f}{kt:11.0f}{kt / st:6.2f}x"
+            f"{si:12.0f}{ki:11.0f}{ki / si:6.2f}x   ({load_average()})",
+            flush=True,
+        )
+
+    runs: dict[str, tuple[Run, Run, str]] = {}
+    if not args.no_accuracy:
+        per_class = args.subset
+        subset = (
+            _subset_per_class(data, per_class, max(10, per_class // 3))
+            if len(data.train_labels) > 10 * per_class
+            else data
+        )
+        print(
+            "\n== 2-epoch runs of the kit's loop as it chooses (fast) against the same loop in "
+            "fp32 NCHW: same data, seed and recipe (each lab's optimizer, batch size, "
+            "augmentation); train + test images; times include fit's trial step"
+        )
+        print(
+            f"{'model':28}{'data':>16}{'kit chose':>10}{'fp32 acc':>10}{'fast acc':>10}"
+            f"{'diff':>8}{'± 1 SE':>8}{'fp32 time':>11}{'fast time':>11}"
+        )
+        for key in args.models:
+            full = key in args.full_models
+            on = data if full else subset
+            where = f"{len(on.train_labels):,} + {len(on.test_labels):,}"
+            slow = train_run(key, on, device, precision="fp32", channels_last=False)
+            quick = train_run(key, on, device)
+            runs[key] = (slow, quick, "measured" if full else "")
+            diff = 100 * (quick.accuracy - slow.accuracy)
+            p = (quick.accuracy + slow.accuracy) / 2
+            se = 100 * math.sqrt(max(p * (1 - p), 1e-9) / quick.num_test)
+            print(
+                f"{MODELS[key].label:28}{where:>16}{quick.precision:>10}"
+                f"{slow.accuracy:10.1%}{quick.accuracy:10.1%}"
+                f"{diff:+7.1f}p{se:7.1f}p{_seconds(slow.seconds):>11}{_seconds(quick.seconds):>11}"
+                f"   ({load_average()})",
+                flush=True,
+            )
+
+    print(
+        f"\n== one full {EPOCHS}-epoch CIFAR-10 run ({FULL_TRAIN:,} train images per epoch, "
+        f"{FULL_TEST:,} test images after each): measured where marked, else estimated "
+        "from the throughput above"
+    )
+    print(f"{'model':28}{'seed-style loop':>22}{'kit loop':>22}{'kit, fp32 NCHW':>22}")
+    totals: dict[str, float] = {}
+    for key, speed in speeds.items():
+        seed_est = full_run_estimate(speed.median("seed_train"), speed.median("seed_infer"))
+        kit_est = full_run_estimate(speed.median("kit_train"), speed.median("kit_infer"))
+        slow, quick, measured = runs.get(key, (None, None, ""))
+        kit = f"{_seconds(quick.seconds)} measured" if measured else f"{_seconds(kit_est)} est."
+        fp32 = f"{_seconds(slow.seconds)} measured" if measured else "-"
+        totals[key] = quick.seconds if measured else kit_est
+        print(f"{MODELS[key].label:28}{_seconds(seed_est) + ' est.':>22}{kit:>22}{fp32:>22}")
+
+    print(f"\n== issue 9 targets ({load_average()})")
+    targets = {"resnet18-cifar": 2.5, "vgg16-bn": 1.8}
+    for key, need in targets.items():
+        if key in speeds and device.type == "cpu":
+            ratio = speeds[key].median("kit_train") / speeds[key].median("seed_train")
+            _check(
+                f"{MODELS[key].label} training, kit / seed",
+                ratio >= need,
+                f"{ratio:.2f}x (need {need}x)",
+            )
+    for key, (slow, quick, _) in runs.items():
+        diff = 100 * abs(quick.accuracy - slow.accuracy)
+        _check(
+            f"{MODELS[key].label} accuracy, fast vs fp32",
+            diff <= 1,
+            f"{diff:.1f} points apart (at most 1)",
+        )
+    if device.type == "cuda" and "resnet18-seed" in totals:
+        name = torch.cuda.get_device_name(device)
+        seconds = totals["resnet18-seed"]
+        _check(
+            f"seed ResNet-18, 2 full epochs on {name}",
+            seconds < 15,
+            f"{seconds:.1f} s (under 15 s on an H100)",
+        )
+    else:
+        print("  - seed ResNet-18, 2 full epochs under 15 s on an H100: not measured (no GPU here)")
+
+    if not args.no_day04:
+        day04()
+
+
+def _subset_per_class(data: ImageData, train: int, test: int) -> ImageData:
+    """The first ``train`` / ``test`` images of each class, as the labs' fast run takes them."""
+
+    def first(labels: torch.Tensor, k: int) -> torch.Tensor:
+        keep = torch.cat([(labels == c).nonzero().squeeze(1)[:k] for c in range(data.num_classes)])
+        return keep.sort().values
+
+    tr, te = first(data.train_labels, train), first(data.test_labels, test)
+    return dataclasses.replace(
+        data,
+        train_images=data.train_images[tr],
+        train_labels=data.train_labels[tr],
+        test_images=data.test_images[te],
+        test_labels=data.test_labels[te],
+    )
+
+
+def day04() -> None:
+    """The autograder's seconds for one correct Day 4 submission (bench_grading's)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from bench_grading import bench_day04
+
+    from autograder import sandbox
+
+    why_not = sandbox.available()
+    if why_not:
+        print(f"\n== Day 4: skipped, the grading sandbox cannot run here: {why_not}")
+        return
+    if not os.environ.get("LABKIT_CIFAR10") and (ROOT / "data" / "cifar10").is_dir():
+        os.environ["LABKIT_CIFAR10"] = str(ROOT / "data" / "cifar10")
+    print(f"({load_average()})")
+    bench_day04(timeout=900)
+    print(f"({load_average()})")
+
+
+if __name__ == "__main__":
+    main()
