@@ -20,4 +20,4 @@ lint: setup
 
 test: lint
 	bash scripts/prepare-data.sh
-	.venv/bin/python -m pytest tests solutions --nbval-lax -p no:cacheprovider
+	.venv/bin/python -m pytest tests solutions --nbval-lax -p no:cacheprovider --durations=25

@@ -16,12 +16,20 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock as ReferenceBasicBlock
 from torchvision.models.resnet import conv1x1
 
+from autograder.probe import (
+    ATOL,
+    batchnorm_after,
+    build_module,
+    call_order,
+    compare_outputs,
+    load_roles,
+    randomize_batchnorm,
+    run_module,
+)
 from autograder.tables import compare_tables
 from labkit.summary import capture_summary
 
 __all__ = ["BlockCase", "check_basic_block", "check_block_shapes", "check_block_table"]
-
-_ATOL = 1e-5
 
 
 @dataclass(frozen=True)
@@ -63,33 +71,8 @@ def reference_block(case: BlockCase) -> nn.Module:
 
 
 def _build(block_cls: Callable[..., nn.Module], case: BlockCase) -> nn.Module | str:
-    try:
-        block = block_cls(case.inplanes, case.planes, case.stride)
-    except NotImplementedError:
-        return f"{case.call} raised NotImplementedError: replace the stub with your code."
-    except Exception as error:
-        return (
-            f"{case.call} raised {type(error).__name__}: {error}. "
-            "The signature is BasicBlock(inplanes, planes, stride=1)."
-        )
-    if not isinstance(block, nn.Module):
-        return f"{case.call} should build an nn.Module, got {type(block).__name__}."
-    return block
-
-
-def _run(block: nn.Module, x: torch.Tensor, case: BlockCase) -> torch.Tensor | str:
-    try:
-        out = block(x)
-    except NotImplementedError:
-        return f"{case.call}.forward raised NotImplementedError: write forward()."
-    except Exception as error:
-        return (
-            f"{case.call} on an input of shape {tuple(x.shape)} raised "
-            f"{type(error).__name__}: {error}"
-        )
-    if not isinstance(out, torch.Tensor):
-        return f"{case.call}.forward should return a Tensor, got {type(out).__name__}."
-    return out
+    args = (case.inplanes, case.planes, case.stride)
+    return build_module(block_cls, args, case.call, "BasicBlock(inplanes, planes, stride=1)")
 
 
 def check_block_shapes(
@@ -102,7 +85,7 @@ def check_block_shapes(
         if isinstance(block, str):
             problems.append(block)
             continue
-        out = _run(block, torch.randn(case.input_shape), case)
+        out = run_module(block, torch.randn(case.input_shape), case.call)
         if isinstance(out, str):
             problems.append(out)
         elif tuple(out.shape) != case.output_shape:
@@ -127,38 +110,14 @@ def check_block_table(block_cls: Callable[..., nn.Module], case: BlockCase) -> l
     return compare_tables(actual, expected, case.call)
 
 
-def _call_order(block: nn.Module, x: torch.Tensor) -> list[nn.Module]:
-    """The Conv2d and BatchNorm2d modules of ``block`` in the order forward() first calls them."""
-    order: list[nn.Module] = []
-
-    def record(module, _inputs, _output):
-        if not any(module is seen for seen in order):
-            order.append(module)
-
-    hooks = [
-        m.register_forward_hook(record)
-        for m in block.modules()
-        if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))
-    ]
-    try:
-        block(x)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return order
-
-
-def _roles(order: list[nn.Module], case: BlockCase) -> dict[str, nn.Module] | list[str]:
+def _roles(
+    order: list[tuple[nn.Module, bool]], case: BlockCase
+) -> dict[str, nn.Module] | list[str]:
     """Name each layer by what it does: conv1/bn1, conv2/bn2, downsample.0/downsample.1."""
-    convs3 = [m for m in order if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
-    convs1 = [m for m in order if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)]
-    bn_after: dict[int, nn.Module] = {}
-    last_conv = None
-    for module in order:
-        if isinstance(module, nn.Conv2d):
-            last_conv = module
-        elif last_conv is not None and id(last_conv) not in bn_after:
-            bn_after[id(last_conv)] = module
+    convs = [m for m, _ in order if isinstance(m, nn.Conv2d)]
+    convs3 = [m for m in convs if m.kernel_size == (3, 3)]
+    convs1 = [m for m in convs if m.kernel_size == (1, 1)]
+    bn_after = batchnorm_after(order)
 
     problems = []
     if len(convs3) != 2:
@@ -194,16 +153,6 @@ def _roles(order: list[nn.Module], case: BlockCase) -> dict[str, nn.Module] | li
     return problems or roles
 
 
-def _randomize_batchnorm(block: nn.Module, generator: torch.Generator) -> None:
-    for m in block.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            with torch.no_grad():
-                m.weight.uniform_(0.5, 1.5, generator=generator)
-                m.bias.normal_(0, 0.2, generator=generator)
-                m.running_mean.normal_(0, 0.2, generator=generator)
-                m.running_var.uniform_(0.5, 1.5, generator=generator)
-
-
 def _diagnose(out: torch.Tensor, ref: nn.Module, x: torch.Tensor) -> str:
     """Say which common mistake reproduces ``out``, if one does."""
     relu = torch.relu
@@ -219,7 +168,7 @@ def _diagnose(out: torch.Tensor, ref: nn.Module, x: torch.Tensor) -> str:
         "the first ReLU (after bn1) is missing": relu(no_first_relu + shortcut),
     }
     for hint, value in variants.items():
-        if value.shape == out.shape and torch.allclose(value, out, atol=_ATOL):
+        if value.shape == out.shape and torch.allclose(value, out, atol=ATOL):
             return f" It looks like {hint}."
     return ""
 
@@ -232,7 +181,7 @@ def _check_against_reference(block_cls, case: BlockCase, seed: int) -> list[str]
     x = torch.randn(case.input_shape, generator=generator)
     block.eval()
     try:
-        order = _call_order(block, x)
+        order = call_order(block, x)
     except Exception as error:
         return [f"{case.call} raised {type(error).__name__}: {error}"]
     roles = _roles(order, case)
@@ -240,37 +189,20 @@ def _check_against_reference(block_cls, case: BlockCase, seed: int) -> list[str]
         return roles
 
     ref = reference_block(case)
-    _randomize_batchnorm(ref, generator)
+    randomize_batchnorm(ref, generator)
     ref.eval()
-    reference_modules = dict(ref.named_modules())
-    for name, module in roles.items():
-        try:
-            module.load_state_dict(reference_modules[name].state_dict())
-        except RuntimeError as error:
-            return [f"{case.call}: the layer used as {name} does not fit torchvision's: {error}"]
+    problem = load_roles(roles, ref, case.call)
+    if problem:
+        return [problem]
     conv1 = roles["conv1"]
     if conv1.stride != (case.stride, case.stride):
         return [
             f"{case.call}: the stride belongs on conv1 (the first 3x3 conv), "
             f"which has stride {conv1.stride}."
         ]
-
-    with torch.no_grad():
-        out = _run(block, x, case)
-        if isinstance(out, str):
-            return [out]
-        expected = ref(x)
-        if out.shape != expected.shape:
-            return [
-                f"{case.call}: output shape {tuple(out.shape)}, expected {tuple(expected.shape)}."
-            ]
-        if not torch.allclose(out, expected, atol=_ATOL):
-            worst = (out - expected).abs().max().item()
-            return [
-                f"{case.call}: with torchvision's weights loaded, the output differs from "
-                f"torchvision's BasicBlock by up to {worst:.3g}.{_diagnose(out, ref, x)}"
-            ]
-    return []
+    return compare_outputs(
+        block, ref, x, case.call, "torchvision's BasicBlock", lambda out: _diagnose(out, ref, x)
+    )
 
 
 def check_basic_block(

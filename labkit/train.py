@@ -235,7 +235,7 @@ def _time_training_steps(
 def _trial_steps(
     model: nn.Module, images: torch.Tensor, labels: torch.Tensor, paths: list[FastPath]
 ) -> list[float]:
-    trial_model = copy.deepcopy(model)  # the real model, and its BatchNorm statistics, stay
+    trial_model = copy.deepcopy(model).train()  # the model, and its BatchNorm statistics, stay
     seconds = [0.0] * len(paths)
     with torch.random.fork_rng(devices=[]):  # dropout in the trial leaves the run's RNG alone
         for _ in range(2):

@@ -16,7 +16,8 @@ ResNet-18 (3x3 stride-1 stem, no max pool), VGG-16-BN for 32x32 (Day 3's: no
 average pool, the classifier sized to 512 x 1 x 1) and LeNet-5 (3 input channels).
 
 Printed: training and inference images per second of each loop and their ratio (median
-of ``--rounds`` rounds that alternate the loops, after a warm-up); the time of one full
+of ``--rounds`` rounds that alternate the loops, each loop timed after one untimed batch of
+its own); the time of one full
 2-epoch CIFAR-10 run per model (measured for ``--full-models``, estimated from the
 throughput otherwise, and labelled so); 2-epoch test accuracy of the kit's loop against
 the same loop in fp32 NCHW, same data and seed (full CIFAR-10 for ``--full-models``, a
@@ -268,8 +269,13 @@ def measure_speed(
     seed_infer(seed_model, seed_loaders(warm, batch)[1], device)
     kit_infer(kit_model, warm)
 
+    warm_loader = seed_loaders(warm, batch)[0]
     for _ in range(rounds):
+        # One untimed batch of each loop right before it is timed: the other loop has just
+        # run, with its own model and layout, and the first step after it pays for that.
+        seed_train(seed_model, warm_loader, seed_opt, device, 1)
         speed.seed_train.append(seed_train(seed_model, train_loader, seed_opt, device, steps))
+        kit_train(kit_model, warm, kit_opt, batch)
         speed.kit_train.append(kit_train(kit_model, train_sub, kit_opt, batch)[0])
         speed.seed_infer.append(seed_infer(seed_model, test_loader, device))
         speed.kit_infer.append(kit_infer(kit_model, sub))
@@ -328,8 +334,10 @@ def describe_machine(device: torch.device) -> str:
         where = torch.cuda.get_device_name(device)
     else:
         where = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+    threads = torch.get_num_threads()
     return (
-        f"{where}; torch {torch.__version__}, {torch.get_num_threads()} threads; {load_average()}"
+        f"{where}; torch {torch.__version__}, {threads} thread{'s' * (threads != 1)}; "
+        f"{load_average()}"
     )
 
 

@@ -1,0 +1,294 @@
+"""Checks for a student's ``Bottleneck`` block against torchvision's (ResNet V1.5).
+
+As for Day 4's ``BasicBlock`` (``autograder.blocks``), the strongest check loads a
+torchvision block's weights into the student's block and compares outputs. Layers are
+matched by role, not by attribute name: of the 1x1 convolutions that read the block's
+input, the one with ``planes`` filters is conv1 and the one with ``planes * 4`` is the
+shortcut's projection; the 3x3 convolution is conv2; the 1x1 convolution that reads
+anything else is conv3. Each BatchNorm is the one called right after its convolution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torchvision.models.resnet import Bottleneck as ReferenceBottleneck
+from torchvision.models.resnet import conv1x1
+
+from autograder.probe import (
+    ATOL,
+    batchnorm_after,
+    build_module,
+    call_order,
+    compare_outputs,
+    load_roles,
+    randomize_batchnorm,
+    run_module,
+)
+from autograder.tables import compare_tables
+from labkit.summary import capture_summary
+
+__all__ = [
+    "EXPANSION",
+    "BottleneckCase",
+    "check_bottleneck",
+    "check_bottleneck_shapes",
+    "check_bottleneck_table",
+    "reference_bottleneck",
+]
+
+EXPANSION = 4
+
+
+@dataclass(frozen=True)
+class BottleneckCase:
+    """``Bottleneck(inplanes, planes, stride)`` on a ``batch x inplanes x size x size`` input."""
+
+    inplanes: int
+    planes: int
+    stride: int = 1
+    size: int = 8
+    batch: int = 2
+
+    @property
+    def call(self) -> str:
+        return f"Bottleneck({self.inplanes}, {self.planes}, stride={self.stride})"
+
+    @property
+    def outplanes(self) -> int:
+        return self.planes * EXPANSION
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        return (self.batch, self.inplanes, self.size, self.size)
+
+    @property
+    def output_shape(self) -> tuple[int, int, int, int]:
+        out = (self.size - 1) // self.stride + 1  # the 3x3 conv with padding 1 strides
+        return (self.batch, self.outplanes, out, out)
+
+    @property
+    def needs_projection(self) -> bool:
+        return self.stride != 1 or self.inplanes != self.outplanes
+
+
+def reference_bottleneck(case: BottleneckCase) -> nn.Module:
+    """torchvision's Bottleneck for ``case``, with the 1x1 conv + BN shortcut when needed."""
+    downsample = None
+    if case.needs_projection:
+        downsample = nn.Sequential(
+            conv1x1(case.inplanes, case.outplanes, case.stride), nn.BatchNorm2d(case.outplanes)
+        )
+    return ReferenceBottleneck(case.inplanes, case.planes, case.stride, downsample)
+
+
+def _build(block_cls: Callable[..., nn.Module], case: BottleneckCase) -> nn.Module | str:
+    args = (case.inplanes, case.planes, case.stride)
+    return build_module(block_cls, args, case.call, "Bottleneck(inplanes, planes, stride=1)")
+
+
+def _shape_hint(case: BottleneckCase, shape: tuple[int, ...]) -> str:
+    if len(shape) != 4:
+        return ""
+    hints = []
+    if shape[1] == case.planes:
+        hints.append(
+            f" {case.planes} channels is planes: the last 1x1 convolution expands to "
+            f"planes * expansion = {case.outplanes}."
+        )
+    elif shape[1] != case.outplanes:
+        hints.append(f" The block outputs planes * expansion = {case.outplanes} channels.")
+    if shape[2:] != case.output_shape[2:]:
+        hints.append(
+            f" Stride {case.stride} goes on the 3x3 convolution (padding 1) and on the "
+            "shortcut's 1x1 projection."
+        )
+    return "".join(hints)
+
+
+def check_bottleneck_shapes(
+    block_cls: Callable[..., nn.Module], cases: Sequence[BottleneckCase]
+) -> list[str]:
+    """Each case builds, runs, and gives ``planes * 4`` channels at the strided size."""
+    problems = []
+    for case in cases:
+        block = _build(block_cls, case)
+        if isinstance(block, str):
+            problems.append(block)
+            if "NotImplementedError" in block:
+                return problems
+            continue
+        with torch.no_grad():
+            out = run_module(block.eval(), torch.randn(case.input_shape), case.call)
+        if isinstance(out, str):
+            problems.append(out)
+        elif tuple(out.shape) != case.output_shape:
+            problems.append(
+                f"{case.call} on input {case.input_shape}: expected output shape "
+                f"{case.output_shape}, got {tuple(out.shape)}.{_shape_hint(case, tuple(out.shape))}"
+            )
+    return problems
+
+
+def check_bottleneck_table(block_cls: Callable[..., nn.Module], case: BottleneckCase) -> list[str]:
+    """The block's own summary table matches torchvision's Bottleneck, row by row."""
+    block = _build(block_cls, case)
+    if isinstance(block, str):
+        return [block]
+    input_size = case.input_shape[1:]
+    try:
+        actual = capture_summary(block, input_size)
+    except Exception as error:  # a student's forward can fail in any way
+        return [f"summary({case.call}, {input_size}) failed: {type(error).__name__}: {error}"]
+    expected = capture_summary(reference_bottleneck(case), input_size)
+    return compare_tables(actual, expected, case.call)
+
+
+def _roles(calls: list[tuple[nn.Module, bool]], case: BottleneckCase) -> dict | list[str]:
+    """Name each layer by what it does: conv1..3/bn1..3, downsample.0/downsample.1."""
+    convs = [(m, reads_x) for m, reads_x in calls if isinstance(m, nn.Conv2d)]
+    convs3 = [m for m, _ in convs if m.kernel_size == (3, 3)]
+    on_input = [m for m, reads_x in convs if reads_x and m.kernel_size == (1, 1)]
+    inner = [m for m, reads_x in convs if not reads_x and m.kernel_size == (1, 1)]
+    problems = []
+    if len(convs3) != 1:
+        problems.append(f"{case.call}: expected one 3x3 convolution, forward() uses {len(convs3)}.")
+    conv1 = [m for m in on_input if m.out_channels == case.planes]
+    shortcut = [m for m in on_input if m.out_channels != case.planes]
+    if len(conv1) != 1 or len(inner) != 1:
+        problems.append(
+            f"{case.call}: expected conv1 (1x1, {case.inplanes} -> {case.planes}) on the "
+            f"block's input and conv3 (1x1, {case.planes} -> {case.outplanes}) after the 3x3; "
+            f"forward() applies {len(on_input)} 1x1 convolution(s) to the input and "
+            f"{len(inner)} to other tensors."
+        )
+    if case.needs_projection and len(shortcut) != 1:
+        problems.append(
+            f"{case.call}: stride {case.stride}, {case.inplanes} -> {case.outplanes} channels: "
+            "the shortcut needs one 1x1 convolution (and a BatchNorm2d) on the block's input."
+        )
+    if not case.needs_projection and shortcut:
+        problems.append(
+            f"{case.call}: input and output shapes match, so the shortcut should be the "
+            "identity; forward() applies a 1x1 convolution to the input."
+        )
+    if problems:
+        return problems
+
+    roles = {"conv1": conv1[0], "conv2": convs3[0], "conv3": inner[0]}
+    if case.needs_projection:
+        roles["downsample.0"] = shortcut[0]
+    bn_after = batchnorm_after(calls)
+    described = {
+        "conv1": "conv1 (the first 1x1)",
+        "conv2": "conv2 (the 3x3)",
+        "conv3": "conv3 (the expanding 1x1)",
+        "downsample.0": "the shortcut's 1x1 conv",
+    }
+    for name in list(roles):
+        bn = bn_after.get(id(roles[name]))
+        if bn is None:
+            problems.append(
+                f"{case.call}: no BatchNorm2d follows {described[name]}; "
+                "every convolution is followed by a BatchNorm2d."
+            )
+        else:
+            roles[name.replace("conv", "bn").replace(".0", ".1")] = bn
+    return problems or roles
+
+
+def _diagnose(out: torch.Tensor, ref: nn.Module, x: torch.Tensor) -> str:
+    """Say which common mistake reproduces ``out``, if one does."""
+    relu = torch.relu
+    first = ref.bn1(ref.conv1(x))
+    main = ref.bn3(ref.conv3(relu(ref.bn2(ref.conv2(relu(first))))))
+    shortcut = x if ref.downsample is None else ref.downsample(x)
+    variants = {
+        "the shortcut is never added: out = relu(bn3(conv3(...))) needs + identity": relu(main),
+        "the ReLU comes before the addition: add the shortcut first, then apply the last ReLU": (
+            relu(main) + shortcut
+        ),
+        "the last ReLU is missing: out = relu(bn3(conv3(...)) + identity)": main + shortcut,
+        "the ReLU after bn1 is missing": relu(
+            ref.bn3(ref.conv3(relu(ref.bn2(ref.conv2(first))))) + shortcut
+        ),
+        "the ReLU after bn2 is missing": relu(
+            ref.bn3(ref.conv3(ref.bn2(ref.conv2(relu(first))))) + shortcut
+        ),
+    }
+    for hint, value in variants.items():
+        if value.shape == out.shape and torch.allclose(value, out, atol=ATOL):
+            return f" It looks like {hint}."
+    return ""
+
+
+def _check_against_reference(block_cls, case: BottleneckCase, seed: int) -> list[str]:
+    generator = torch.Generator().manual_seed(seed)
+    block = _build(block_cls, case)
+    if isinstance(block, str):
+        return [block]
+    x = torch.randn(case.input_shape, generator=generator)
+    block.eval()
+    try:
+        calls = call_order(block, x)
+    except Exception as error:  # a student's forward can fail in any way
+        return [f"{case.call} raised {type(error).__name__}: {error}"]
+    roles = _roles(calls, case)
+    if isinstance(roles, list):
+        return roles
+
+    stride = (case.stride, case.stride)
+    if case.stride != 1 and roles["conv2"].stride != stride:
+        where = "conv1 (the first 1x1)" if roles["conv1"].stride == stride else "no convolution"
+        return [
+            f"{case.call}: the stride is on {where}; torchvision (ResNet V1.5) puts it on "
+            f"conv2, the 3x3 convolution, whose stride is {roles['conv2'].stride}."
+        ]
+    if roles["conv1"].stride != (1, 1):
+        return [
+            f"{case.call}: conv1 (the first 1x1) should have stride 1, not {roles['conv1'].stride}."
+        ]
+
+    ref = reference_bottleneck(case)
+    randomize_batchnorm(ref, generator)
+    ref.eval()
+    problem = load_roles(roles, ref, case.call)
+    if problem:
+        return [problem]
+    return compare_outputs(
+        block, ref, x, case.call, "torchvision's Bottleneck", lambda out: _diagnose(out, ref, x)
+    )
+
+
+def check_bottleneck(
+    block_cls: Callable[..., nn.Module], cases: Sequence[BottleneckCase], seed: int = 0
+) -> list[str]:
+    """Everything a Bottleneck must do, case by case, compared with torchvision's.
+
+    ``expansion`` is the int 4; shapes for each stride and width; an identity shortcut
+    when shapes match and conv1x1 + BatchNorm otherwise; the stride on the 3x3
+    convolution (V1.5); the same output as torchvision's block with the same weights.
+    """
+    problems = []
+    expansion = getattr(block_cls, "expansion", None)
+    if type(expansion) is not int or expansion != EXPANSION:
+        problems.append(f"Bottleneck.expansion should be the int 4, got {expansion!r}.")
+    problems += check_bottleneck_shapes(block_cls, cases)
+    if problems:
+        return problems
+    for i, case in enumerate(cases):
+        found = _check_against_reference(block_cls, case, seed + i)  # names the layer
+        if not found:  # every layer right: anything more is a layer forward() never uses
+            block = _build(block_cls, case)
+            params = sum(p.numel() for p in block.parameters())
+            expected = sum(p.numel() for p in reference_bottleneck(case).parameters())
+            if params != expected:
+                found = [
+                    f"{case.call} has {params:,} parameters, expected {expected:,}: it holds "
+                    "layers that forward() does not use."
+                ]
+        problems += found
+    return problems
