@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -18,23 +19,24 @@ from torchvision.models.resnet import conv1x1
 
 from autograder.probe import (
     ATOL,
-    batchnorm_after,
     build_module,
     call_order,
+    check_output_shapes,
+    check_own_table,
     compare_outputs,
     load_roles,
     randomize_batchnorm,
-    run_module,
+    with_batchnorms,
 )
-from autograder.tables import compare_tables
-from labkit.summary import capture_summary
 
 __all__ = ["BlockCase", "check_basic_block", "check_block_shapes", "check_block_table"]
 
 
 @dataclass(frozen=True)
 class BlockCase:
-    """``block_cls(inplanes, planes, stride)`` on a ``batch x inplanes x size x size`` input."""
+    """``BasicBlock(inplanes, planes, stride)`` on a ``batch x inplanes x size x size`` input.
+
+    Subclasses name another residual block (``autograder.bottleneck.BottleneckCase``)."""
 
     inplanes: int
     planes: int
@@ -42,9 +44,17 @@ class BlockCase:
     size: int = 8
     batch: int = 2
 
+    name: ClassVar[str] = "BasicBlock"
+    expansion: ClassVar[int] = 1
+    reference_cls: ClassVar[type[nn.Module]] = ReferenceBasicBlock
+
     @property
     def call(self) -> str:
-        return f"BasicBlock({self.inplanes}, {self.planes}, stride={self.stride})"
+        return f"{self.name}({self.inplanes}, {self.planes}, stride={self.stride})"
+
+    @property
+    def outplanes(self) -> int:
+        return self.planes * self.expansion
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
@@ -52,62 +62,44 @@ class BlockCase:
 
     @property
     def output_shape(self) -> tuple[int, int, int, int]:
-        out = (self.size - 1) // self.stride + 1  # a 3x3 conv with padding 1
-        return (self.batch, self.planes, out, out)
+        out = (self.size - 1) // self.stride + 1  # the strided 3x3 conv, padding 1
+        return (self.batch, self.outplanes, out, out)
 
     @property
     def needs_projection(self) -> bool:
-        return self.stride != 1 or self.inplanes != self.planes
+        return self.stride != 1 or self.inplanes != self.outplanes
+
+    def reference(self) -> nn.Module:
+        """torchvision's block, with the 1x1 conv + BN shortcut when shapes change."""
+        downsample = None
+        if self.needs_projection:
+            downsample = nn.Sequential(
+                conv1x1(self.inplanes, self.outplanes, self.stride),
+                nn.BatchNorm2d(self.outplanes),
+            )
+        return self.reference_cls(self.inplanes, self.planes, self.stride, downsample)
+
+    def build(self, block_cls: Callable[..., nn.Module]) -> nn.Module | str:
+        """``block_cls(inplanes, planes, stride)``, or why it is not a block."""
+        args = (self.inplanes, self.planes, self.stride)
+        return build_module(block_cls, args, self.call, f"{self.name}(inplanes, planes, stride=1)")
 
 
 def reference_block(case: BlockCase) -> nn.Module:
     """torchvision's block for ``case``, with the 1x1 conv + BN shortcut when shapes change."""
-    downsample = None
-    if case.needs_projection:
-        downsample = nn.Sequential(
-            conv1x1(case.inplanes, case.planes, case.stride), nn.BatchNorm2d(case.planes)
-        )
-    return ReferenceBasicBlock(case.inplanes, case.planes, case.stride, downsample)
-
-
-def _build(block_cls: Callable[..., nn.Module], case: BlockCase) -> nn.Module | str:
-    args = (case.inplanes, case.planes, case.stride)
-    return build_module(block_cls, args, case.call, "BasicBlock(inplanes, planes, stride=1)")
+    return case.reference()
 
 
 def check_block_shapes(
     block_cls: Callable[..., nn.Module], cases: Sequence[BlockCase]
 ) -> list[str]:
     """Each case builds, runs, and gives the output shape of a 3x3 conv with ``stride``."""
-    problems = []
-    for case in cases:
-        block = _build(block_cls, case)
-        if isinstance(block, str):
-            problems.append(block)
-            continue
-        out = run_module(block, torch.randn(case.input_shape), case.call)
-        if isinstance(out, str):
-            problems.append(out)
-        elif tuple(out.shape) != case.output_shape:
-            problems.append(
-                f"{case.call} on input {case.input_shape}: expected output shape "
-                f"{case.output_shape}, got {tuple(out.shape)}."
-            )
-    return problems
+    return check_output_shapes(lambda case: case.build(block_cls), cases)
 
 
 def check_block_table(block_cls: Callable[..., nn.Module], case: BlockCase) -> list[str]:
     """The block's own summary table matches torchvision's block, row by row."""
-    block = _build(block_cls, case)
-    if isinstance(block, str):
-        return [block]
-    input_size = case.input_shape[1:]
-    try:
-        actual = capture_summary(block, input_size)
-    except Exception as error:
-        return [f"summary({case.call}, {input_size}) failed: {type(error).__name__}: {error}"]
-    expected = capture_summary(reference_block(case), input_size)
-    return compare_tables(actual, expected, case.call)
+    return check_own_table(case.build(block_cls), reference_block(case), case)
 
 
 def _roles(
@@ -117,7 +109,6 @@ def _roles(
     convs = [m for m, _ in order if isinstance(m, nn.Conv2d)]
     convs3 = [m for m in convs if m.kernel_size == (3, 3)]
     convs1 = [m for m in convs if m.kernel_size == (1, 1)]
-    bn_after = batchnorm_after(order)
 
     problems = []
     if len(convs3) != 2:
@@ -141,16 +132,7 @@ def _roles(
     if case.needs_projection:
         roles["downsample.0"] = convs1[0]
     described = {"conv1": "conv1", "conv2": "conv2", "downsample.0": "the shortcut's 1x1 conv"}
-    for name in list(roles):
-        bn = bn_after.get(id(roles[name]))
-        if bn is None:
-            problems.append(
-                f"{case.call}: no BatchNorm2d follows {described[name]}; "
-                "every convolution is followed by a BatchNorm2d."
-            )
-        else:
-            roles[name.replace("conv", "bn").replace(".0", ".1")] = bn
-    return problems or roles
+    return with_batchnorms(roles, order, case.call, described)
 
 
 def _diagnose(out: torch.Tensor, ref: nn.Module, x: torch.Tensor) -> str:
@@ -175,7 +157,7 @@ def _diagnose(out: torch.Tensor, ref: nn.Module, x: torch.Tensor) -> str:
 
 def _check_against_reference(block_cls, case: BlockCase, seed: int) -> list[str]:
     generator = torch.Generator().manual_seed(seed)
-    block = _build(block_cls, case)
+    block = case.build(block_cls)
     if isinstance(block, str):
         return [block]
     x = torch.randn(case.input_shape, generator=generator)
@@ -223,7 +205,7 @@ def check_basic_block(
     if problems:
         return problems
     for i, case in enumerate(cases):
-        block = _build(block_cls, case)
+        block = case.build(block_cls)
         params = sum(p.numel() for p in block.parameters())
         expected = sum(p.numel() for p in reference_block(case).parameters())
         if params != expected:

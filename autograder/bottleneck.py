@@ -12,24 +12,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 from torchvision.models.resnet import Bottleneck as ReferenceBottleneck
-from torchvision.models.resnet import conv1x1
 
+from autograder.blocks import BlockCase
 from autograder.probe import (
     ATOL,
-    batchnorm_after,
-    build_module,
     call_order,
+    check_output_shapes,
+    check_own_table,
     compare_outputs,
     load_roles,
     randomize_batchnorm,
-    run_module,
+    with_batchnorms,
 )
-from autograder.tables import compare_tables
-from labkit.summary import capture_summary
 
 __all__ = [
     "EXPANSION",
@@ -44,50 +43,18 @@ EXPANSION = 4
 
 
 @dataclass(frozen=True)
-class BottleneckCase:
-    """``Bottleneck(inplanes, planes, stride)`` on a ``batch x inplanes x size x size`` input."""
+class BottleneckCase(BlockCase):
+    """``Bottleneck(inplanes, planes, stride)`` on a ``batch x inplanes x size x size``
+    input: ``planes * 4`` channels out."""
 
-    inplanes: int
-    planes: int
-    stride: int = 1
-    size: int = 8
-    batch: int = 2
-
-    @property
-    def call(self) -> str:
-        return f"Bottleneck({self.inplanes}, {self.planes}, stride={self.stride})"
-
-    @property
-    def outplanes(self) -> int:
-        return self.planes * EXPANSION
-
-    @property
-    def input_shape(self) -> tuple[int, int, int, int]:
-        return (self.batch, self.inplanes, self.size, self.size)
-
-    @property
-    def output_shape(self) -> tuple[int, int, int, int]:
-        out = (self.size - 1) // self.stride + 1  # the 3x3 conv with padding 1 strides
-        return (self.batch, self.outplanes, out, out)
-
-    @property
-    def needs_projection(self) -> bool:
-        return self.stride != 1 or self.inplanes != self.outplanes
+    name: ClassVar[str] = "Bottleneck"
+    expansion: ClassVar[int] = EXPANSION
+    reference_cls: ClassVar[type[nn.Module]] = ReferenceBottleneck
 
 
 def reference_bottleneck(case: BottleneckCase) -> nn.Module:
     """torchvision's Bottleneck for ``case``, with the 1x1 conv + BN shortcut when needed."""
-    downsample = None
-    if case.needs_projection:
-        downsample = nn.Sequential(
-            conv1x1(case.inplanes, case.outplanes, case.stride), nn.BatchNorm2d(case.outplanes)
-        )
-    return ReferenceBottleneck(case.inplanes, case.planes, case.stride, downsample)
-
-
-def _build(block_cls: Callable[..., nn.Module], case: BottleneckCase) -> nn.Module | str:
-    args = (case.inplanes, case.planes, case.stride)
-    return build_module(block_cls, args, case.call, "Bottleneck(inplanes, planes, stride=1)")
+    return case.reference()
 
 
 def _shape_hint(case: BottleneckCase, shape: tuple[int, ...]) -> str:
@@ -113,38 +80,12 @@ def check_bottleneck_shapes(
     block_cls: Callable[..., nn.Module], cases: Sequence[BottleneckCase]
 ) -> list[str]:
     """Each case builds, runs, and gives ``planes * 4`` channels at the strided size."""
-    problems = []
-    for case in cases:
-        block = _build(block_cls, case)
-        if isinstance(block, str):
-            problems.append(block)
-            if "NotImplementedError" in block:
-                return problems
-            continue
-        with torch.no_grad():
-            out = run_module(block.eval(), torch.randn(case.input_shape), case.call)
-        if isinstance(out, str):
-            problems.append(out)
-        elif tuple(out.shape) != case.output_shape:
-            problems.append(
-                f"{case.call} on input {case.input_shape}: expected output shape "
-                f"{case.output_shape}, got {tuple(out.shape)}.{_shape_hint(case, tuple(out.shape))}"
-            )
-    return problems
+    return check_output_shapes(lambda case: case.build(block_cls), cases, _shape_hint)
 
 
 def check_bottleneck_table(block_cls: Callable[..., nn.Module], case: BottleneckCase) -> list[str]:
     """The block's own summary table matches torchvision's Bottleneck, row by row."""
-    block = _build(block_cls, case)
-    if isinstance(block, str):
-        return [block]
-    input_size = case.input_shape[1:]
-    try:
-        actual = capture_summary(block, input_size)
-    except Exception as error:  # a student's forward can fail in any way
-        return [f"summary({case.call}, {input_size}) failed: {type(error).__name__}: {error}"]
-    expected = capture_summary(reference_bottleneck(case), input_size)
-    return compare_tables(actual, expected, case.call)
+    return check_own_table(case.build(block_cls), reference_bottleneck(case), case)
 
 
 def _roles(calls: list[tuple[nn.Module, bool]], case: BottleneckCase) -> dict | list[str]:
@@ -181,23 +122,13 @@ def _roles(calls: list[tuple[nn.Module, bool]], case: BottleneckCase) -> dict | 
     roles = {"conv1": conv1[0], "conv2": convs3[0], "conv3": inner[0]}
     if case.needs_projection:
         roles["downsample.0"] = shortcut[0]
-    bn_after = batchnorm_after(calls)
     described = {
         "conv1": "conv1 (the first 1x1)",
         "conv2": "conv2 (the 3x3)",
         "conv3": "conv3 (the expanding 1x1)",
         "downsample.0": "the shortcut's 1x1 conv",
     }
-    for name in list(roles):
-        bn = bn_after.get(id(roles[name]))
-        if bn is None:
-            problems.append(
-                f"{case.call}: no BatchNorm2d follows {described[name]}; "
-                "every convolution is followed by a BatchNorm2d."
-            )
-        else:
-            roles[name.replace("conv", "bn").replace(".0", ".1")] = bn
-    return problems or roles
+    return with_batchnorms(roles, calls, case.call, described)
 
 
 def _diagnose(out: torch.Tensor, ref: nn.Module, x: torch.Tensor) -> str:
@@ -227,7 +158,7 @@ def _diagnose(out: torch.Tensor, ref: nn.Module, x: torch.Tensor) -> str:
 
 def _check_against_reference(block_cls, case: BottleneckCase, seed: int) -> list[str]:
     generator = torch.Generator().manual_seed(seed)
-    block = _build(block_cls, case)
+    block = case.build(block_cls)
     if isinstance(block, str):
         return [block]
     x = torch.randn(case.input_shape, generator=generator)
@@ -282,7 +213,7 @@ def check_bottleneck(
     for i, case in enumerate(cases):
         found = _check_against_reference(block_cls, case, seed + i)  # names the layer
         if not found:  # every layer right: anything more is a layer forward() never uses
-            block = _build(block_cls, case)
+            block = case.build(block_cls)
             params = sum(p.numel() for p in block.parameters())
             expected = sum(p.numel() for p in reference_bottleneck(case).parameters())
             if params != expected:

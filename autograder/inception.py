@@ -33,13 +33,14 @@ from autograder.probe import (
     STUB,
     build_module,
     call_order,
+    check_output_shapes,
+    check_own_table,
     compare_outputs,
     randomize_batchnorm,
-    run_module,
 )
 from autograder.tables import compare_tables
 from autograder.targets import target_table
-from labkit.summary import SummaryTable, capture_summary, meta_summary
+from labkit.summary import SummaryTable, meta_summary
 
 __all__ = [
     "GOOGLENET_TABLE",
@@ -308,38 +309,12 @@ def check_inception_shapes(
     cls: Callable[..., nn.Module], cases: Sequence[InceptionCase]
 ) -> list[str]:
     """Each case builds, runs, keeps H x W and has ch1x1 + ch3x3 + ch5x5 + pool_proj channels."""
-    problems = []
-    for case in cases:
-        block = _build(cls, case)
-        if isinstance(block, str):
-            problems.append(block)
-            if block.endswith(STUB):
-                return problems
-            continue
-        with torch.no_grad():
-            out = run_module(block.eval(), torch.randn(case.input_shape), case.call, _cat_hint)
-        if isinstance(out, str):
-            problems.append(out)
-        elif tuple(out.shape) != case.output_shape:
-            problems.append(
-                f"{case.call} on input {case.input_shape}: expected output shape "
-                f"{case.output_shape}, got {tuple(out.shape)}.{_shape_hint(case, tuple(out.shape))}"
-            )
-    return problems
+    return check_output_shapes(lambda case: _build(cls, case), cases, _shape_hint, _cat_hint)
 
 
 def check_inception_table(cls: Callable[..., nn.Module], case: InceptionCase) -> list[str]:
     """The module's own summary table matches the reference's (torchvision's, with 5x5)."""
-    block = _build(cls, case)
-    if isinstance(block, str):
-        return [block]
-    input_size = case.input_shape[1:]
-    try:
-        actual = capture_summary(block, input_size)
-    except Exception as error:  # a student's forward can fail in any way
-        return [f"summary({case.call}, {input_size}) failed: {type(error).__name__}: {error}"]
-    expected = capture_summary(reference_inception(case), input_size)
-    return compare_tables(actual, expected, case.call)
+    return check_own_table(_build(cls, case), reference_inception(case), case)
 
 
 def _branches(ref: ReferenceInception, x: torch.Tensor) -> list[torch.Tensor]:

@@ -10,10 +10,13 @@ two outputs are compared.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
+
+from autograder.tables import compare_tables
+from labkit.summary import capture_summary
 
 __all__ = [
     "ATOL",
@@ -21,10 +24,13 @@ __all__ = [
     "batchnorm_after",
     "build_module",
     "call_order",
+    "check_output_shapes",
+    "check_own_table",
     "compare_outputs",
     "load_roles",
     "randomize_batchnorm",
     "run_module",
+    "with_batchnorms",
 ]
 
 ATOL = 1e-5
@@ -100,6 +106,30 @@ def batchnorm_after(order: Sequence[tuple[nn.Module, bool]]) -> dict[int, nn.Mod
     return found
 
 
+def with_batchnorms(
+    roles: dict[str, nn.Module],
+    order: Sequence[tuple[nn.Module, bool]],
+    call: str,
+    described: dict[str, str],
+) -> dict[str, nn.Module] | list[str]:
+    """``roles`` (convolutions named as torchvision names them: conv1, downsample.0, ...)
+    with the BatchNorm that follows each one added as bn1, downsample.1, ...; or, for
+    each convolution no BatchNorm follows, a problem naming it as ``described`` does."""
+    after = batchnorm_after(order)
+    problems = []
+    named = dict(roles)
+    for name, conv in roles.items():
+        bn = after.get(id(conv))
+        if bn is None:
+            problems.append(
+                f"{call}: no BatchNorm2d follows {described[name]}; "
+                "every convolution is followed by a BatchNorm2d."
+            )
+        else:
+            named[name.replace("conv", "bn").replace(".0", ".1")] = bn
+    return problems or named
+
+
 def randomize_batchnorm(block: nn.Module, generator: torch.Generator) -> None:
     """Give every BatchNorm2d of ``block`` random affine weights and running statistics,
     so that a comparison in eval mode sees a misplaced BatchNorm."""
@@ -150,3 +180,52 @@ def compare_outputs(
                 f"{what} by up to {worst:.3g}.{diagnose(out)}"
             ]
     return []
+
+
+class _Case(Protocol):
+    call: str
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+
+
+def check_output_shapes(
+    build: Callable[[Any], nn.Module | str],
+    cases: Sequence[Any],
+    shape_hint: Callable[[Any, tuple[int, ...]], str] = lambda _case, _shape: "",
+    hint: Callable[[str], str] = lambda _: "",
+) -> list[str]:
+    """Each case's block builds (``build(case)``), runs in eval mode on a random input of
+    ``case.input_shape`` and gives ``case.output_shape``; ``shape_hint(case, shape)`` says
+    what a wrong shape most likely means. A stub is reported once, not once a case."""
+    problems = []
+    for case in cases:
+        block = build(case)
+        if isinstance(block, str):
+            problems.append(block)
+            if block.endswith(STUB):
+                return problems
+            continue
+        with torch.no_grad():
+            out = run_module(block.eval(), torch.randn(case.input_shape), case.call, hint)
+        if isinstance(out, str):
+            problems.append(out)
+        elif tuple(out.shape) != tuple(case.output_shape):
+            shape = tuple(out.shape)
+            problems.append(
+                f"{case.call} on input {case.input_shape}: expected output shape "
+                f"{case.output_shape}, got {shape}.{shape_hint(case, shape)}"
+            )
+    return problems
+
+
+def check_own_table(block: nn.Module | str, reference: nn.Module, case: _Case) -> list[str]:
+    """``block``'s own summary table, on one ``case.input_shape`` image, against the
+    reference's, row by row (``block`` may be the sentence saying why it was not built)."""
+    if isinstance(block, str):
+        return [block]
+    input_size = tuple(case.input_shape[1:])
+    try:
+        actual = capture_summary(block, input_size)
+    except Exception as error:  # a student's forward can fail in any way
+        return [f"summary({case.call}, {input_size}) failed: {type(error).__name__}: {error}"]
+    return compare_tables(actual, capture_summary(reference, input_size), case.call)
