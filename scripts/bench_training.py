@@ -16,16 +16,16 @@ ResNet-18 (3x3 stride-1 stem, no max pool), VGG-16-BN for 32x32 (Day 3's: no
 average pool, the classifier sized to 512 x 1 x 1) and LeNet-5 (3 input channels).
 
 Printed: training and inference images per second of each loop and their ratio (median
-of ``--rounds`` rounds that alternate the loops, each loop timed after one untimed batch of
-its own); the time of one full
-2-epoch CIFAR-10 run per model (measured for ``--full-models``, estimated from the
-throughput otherwise, and labelled so); 2-epoch test accuracy of the kit's loop against
-the same loop in fp32 NCHW, same data and seed (full CIFAR-10 for ``--full-models``, a
-subset for the rest); the targets of issue 9; and the seconds the autograder takes for
-one Day 4 submission (``scripts/bench_grading.py``'s, sandboxed). Timings are wall
-clock, in this process; the load average is printed next to them. On a machine that
-other jobs keep busy, torch's threads wait on each other and every number drops, the
-kit's loop (all torch) more than the seed's (part Python): compare runs at like loads.
+of ``--rounds`` rounds that alternate the loops, each loop timed after one untimed batch
+of its own); the time of one full 2-epoch CIFAR-10 run per model (measured for
+``--full-models``, estimated from the throughput otherwise, and labelled so); 2-epoch
+test accuracy of the kit's loop against the same loop in fp32 NCHW, same data and seed
+(full CIFAR-10 for ``--full-models``, a subset for the rest); the targets of issue 9;
+and the seconds the autograder takes for one Day 4 submission
+(``scripts/bench_grading.py``'s, sandboxed). Timings are wall clock, in this process;
+the load average is printed next to them. On a machine that other jobs keep busy,
+torch's threads wait on each other and every number drops, the kit's loop (all torch)
+more than the seed's (part Python): compare runs at like loads.
 """
 
 from __future__ import annotations
