@@ -403,10 +403,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.batch_size}, shuffle=True), fp32, NCHW"
     )
 
-    data = load_cifar10(
-        train_per_class=None if args.full_models else args.subset,
-        test_per_class=None if args.full_models else max(10, args.subset // 3),
-    )
+    subset_size = {"train_per_class": args.subset, "test_per_class": max(10, args.subset // 3)}
+    data = load_cifar10(**({} if args.full_models else subset_size))
     print(f"data: {data.describe()}")
     if len(data.train_labels) < args.steps * args.batch_size:
         sys.exit(
@@ -439,12 +437,8 @@ def main(argv: list[str] | None = None) -> None:
 
     runs: dict[str, tuple[Run, Run, str]] = {}
     if not args.no_accuracy:
-        per_class = args.subset
-        subset = (
-            _subset_per_class(data, per_class, max(10, per_class // 3))
-            if len(data.train_labels) > 10 * per_class
-            else data
-        )
+        # The other models train on the labs' fast subset, loaded as a lab loads it.
+        subset = load_cifar10(**subset_size) if args.full_models else data
         print(
             "\n== 2-epoch runs of the kit's loop as it chooses (fast) against the same loop in "
             "fp32 NCHW: same data, seed and recipe (each lab's optimizer, batch size, "
@@ -518,23 +512,6 @@ def main(argv: list[str] | None = None) -> None:
 
     if not args.no_day04:
         day04()
-
-
-def _subset_per_class(data: ImageData, train: int, test: int) -> ImageData:
-    """The first ``train`` / ``test`` images of each class, as the labs' fast run takes them."""
-
-    def first(labels: torch.Tensor, k: int) -> torch.Tensor:
-        keep = torch.cat([(labels == c).nonzero().squeeze(1)[:k] for c in range(data.num_classes)])
-        return keep.sort().values
-
-    tr, te = first(data.train_labels, train), first(data.test_labels, test)
-    return dataclasses.replace(
-        data,
-        train_images=data.train_images[tr],
-        train_labels=data.train_labels[tr],
-        test_images=data.test_images[te],
-        test_labels=data.test_labels[te],
-    )
 
 
 def day04() -> None:
