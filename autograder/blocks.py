@@ -18,12 +18,12 @@ from torchvision.models.resnet import BasicBlock as ReferenceBasicBlock
 from torchvision.models.resnet import conv1x1
 
 from autograder.probe import (
-    ATOL,
     build_module,
     call_order,
     check_output_shapes,
     check_own_table,
     compare_outputs,
+    first_match,
     load_roles,
     randomize_batchnorm,
     with_batchnorms,
@@ -149,13 +149,20 @@ def _diagnose(out: torch.Tensor, ref: nn.Module, x: torch.Tensor) -> str:
         "the last ReLU is missing: out = relu(bn2(conv2(...)) + identity)": main + shortcut,
         "the first ReLU (after bn1) is missing": relu(no_first_relu + shortcut),
     }
-    for hint, value in variants.items():
-        if value.shape == out.shape and torch.allclose(value, out, atol=ATOL):
-            return f" It looks like {hint}."
-    return ""
+    return first_match(variants, out)
 
 
-def _check_against_reference(block_cls, case: BlockCase, seed: int) -> list[str]:
+def check_against_reference(
+    block_cls: Callable[..., nn.Module],
+    case: BlockCase,
+    seed: int,
+    roles: Callable[[list[tuple[nn.Module, bool]], BlockCase], dict[str, nn.Module] | list[str]],
+    stride_problem: Callable[[dict[str, nn.Module]], str | None],
+    diagnose: Callable[[torch.Tensor, nn.Module, torch.Tensor], str],
+) -> list[str]:
+    """Match the student's layers to torchvision's by role (``roles``), check where the
+    stride is (``stride_problem``), load torchvision's weights (random BatchNorm
+    statistics) and compare outputs; ``diagnose`` names a mistake that explains them."""
     generator = torch.Generator().manual_seed(seed)
     block = case.build(block_cls)
     if isinstance(block, str):
@@ -164,27 +171,36 @@ def _check_against_reference(block_cls, case: BlockCase, seed: int) -> list[str]
     block.eval()
     try:
         order = call_order(block, x)
-    except Exception as error:
+    except Exception as error:  # a student's forward can fail in any way
         return [f"{case.call} raised {type(error).__name__}: {error}"]
-    roles = _roles(order, case)
-    if isinstance(roles, list):
-        return roles
-
-    ref = reference_block(case)
-    randomize_batchnorm(ref, generator)
-    ref.eval()
-    problem = load_roles(roles, ref, case.call)
+    named = roles(order, case)
+    if isinstance(named, list):
+        return named
+    problem = stride_problem(named)
     if problem:
         return [problem]
-    conv1 = roles["conv1"]
-    if conv1.stride != (case.stride, case.stride):
-        return [
-            f"{case.call}: the stride belongs on conv1 (the first 3x3 conv), "
-            f"which has stride {conv1.stride}."
-        ]
-    return compare_outputs(
-        block, ref, x, case.call, "torchvision's BasicBlock", lambda out: _diagnose(out, ref, x)
-    )
+
+    ref = case.reference()
+    randomize_batchnorm(ref, generator)
+    ref.eval()
+    problem = load_roles(named, ref, case.call)
+    if problem:
+        return [problem]
+    what = f"torchvision's {case.name}"
+    return compare_outputs(block, ref, x, case.call, what, lambda out: diagnose(out, ref, x))
+
+
+def _check_against_reference(block_cls, case: BlockCase, seed: int) -> list[str]:
+    def stride_problem(named: dict[str, nn.Module]) -> str | None:
+        conv1 = named["conv1"]
+        if conv1.stride != (case.stride, case.stride):
+            return (
+                f"{case.call}: the stride belongs on conv1 (the first 3x3 conv), "
+                f"which has stride {conv1.stride}."
+            )
+        return None
+
+    return check_against_reference(block_cls, case, seed, _roles, stride_problem, _diagnose)
 
 
 def check_basic_block(

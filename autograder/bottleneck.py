@@ -18,15 +18,11 @@ import torch
 from torch import nn
 from torchvision.models.resnet import Bottleneck as ReferenceBottleneck
 
-from autograder.blocks import BlockCase
+from autograder.blocks import BlockCase, check_against_reference
 from autograder.probe import (
-    ATOL,
-    call_order,
     check_output_shapes,
     check_own_table,
-    compare_outputs,
-    load_roles,
-    randomize_batchnorm,
+    first_match,
     with_batchnorms,
 )
 
@@ -150,48 +146,26 @@ def _diagnose(out: torch.Tensor, ref: nn.Module, x: torch.Tensor) -> str:
             ref.bn3(ref.conv3(ref.bn2(ref.conv2(relu(first))))) + shortcut
         ),
     }
-    for hint, value in variants.items():
-        if value.shape == out.shape and torch.allclose(value, out, atol=ATOL):
-            return f" It looks like {hint}."
-    return ""
+    return first_match(variants, out)
 
 
 def _check_against_reference(block_cls, case: BottleneckCase, seed: int) -> list[str]:
-    generator = torch.Generator().manual_seed(seed)
-    block = case.build(block_cls)
-    if isinstance(block, str):
-        return [block]
-    x = torch.randn(case.input_shape, generator=generator)
-    block.eval()
-    try:
-        calls = call_order(block, x)
-    except Exception as error:  # a student's forward can fail in any way
-        return [f"{case.call} raised {type(error).__name__}: {error}"]
-    roles = _roles(calls, case)
-    if isinstance(roles, list):
-        return roles
+    def stride_problem(named: dict[str, nn.Module]) -> str | None:
+        stride = (case.stride, case.stride)
+        if case.stride != 1 and named["conv2"].stride != stride:
+            where = "conv1 (the first 1x1)" if named["conv1"].stride == stride else "no convolution"
+            return (
+                f"{case.call}: the stride is on {where}; torchvision (ResNet V1.5) puts it on "
+                f"conv2, the 3x3 convolution, whose stride is {named['conv2'].stride}."
+            )
+        if named["conv1"].stride != (1, 1):
+            return (
+                f"{case.call}: conv1 (the first 1x1) should have stride 1, "
+                f"not {named['conv1'].stride}."
+            )
+        return None
 
-    stride = (case.stride, case.stride)
-    if case.stride != 1 and roles["conv2"].stride != stride:
-        where = "conv1 (the first 1x1)" if roles["conv1"].stride == stride else "no convolution"
-        return [
-            f"{case.call}: the stride is on {where}; torchvision (ResNet V1.5) puts it on "
-            f"conv2, the 3x3 convolution, whose stride is {roles['conv2'].stride}."
-        ]
-    if roles["conv1"].stride != (1, 1):
-        return [
-            f"{case.call}: conv1 (the first 1x1) should have stride 1, not {roles['conv1'].stride}."
-        ]
-
-    ref = reference_bottleneck(case)
-    randomize_batchnorm(ref, generator)
-    ref.eval()
-    problem = load_roles(roles, ref, case.call)
-    if problem:
-        return [problem]
-    return compare_outputs(
-        block, ref, x, case.call, "torchvision's Bottleneck", lambda out: _diagnose(out, ref, x)
-    )
+    return check_against_reference(block_cls, case, seed, _roles, stride_problem, _diagnose)
 
 
 def check_bottleneck(

@@ -27,6 +27,7 @@ __all__ = [
     "check_output_shapes",
     "check_own_table",
     "compare_outputs",
+    "first_match",
     "load_roles",
     "randomize_batchnorm",
     "run_module",
@@ -180,6 +181,14 @@ def compare_outputs(
                 f"{what} by up to {worst:.3g}.{diagnose(out)}"
             ]
     return []
+
+
+def first_match(variants: dict[str, torch.Tensor], out: torch.Tensor) -> str:
+    """ " It looks like <hint>." for the first mistake whose output ``out`` reproduces."""
+    for hint, value in variants.items():
+        if value.shape == out.shape and torch.allclose(value, out, atol=ATOL):
+            return f" It looks like {hint}."
+    return ""
 
 
 class _Case(Protocol):
