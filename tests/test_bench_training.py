@@ -75,3 +75,57 @@ def test_quick_mode_runs_and_prints_every_section(bench):
         assert len(re.findall(r"\d+\.\d\dx", throughput)) == 2, throughput  # two ratios
         assert "nan" not in throughput and "inf" not in throughput
         assert "est." in rows[2]  # quick mode measures no full run
+
+
+def test_ratios_pair_the_loops_round_by_round(bench):
+    # Round 2 ran while the machine was slow: both loops dropped, their ratio did not.
+    speed = bench.Speed(seed_train=[40.0, 20.0, 44.0], kit_train=[80.0, 41.0, 84.0])
+    assert speed.ratios("train") == [2.0, 2.05, 84.0 / 44.0]
+    assert speed.ratio("train") == 2.0  # the median round, not median(kit) / median(seed)
+    assert speed.spread("train") == "1.91-2.05"
+
+
+def _run(bench, accuracy: float) -> object:
+    return bench.Run(accuracy=accuracy, seconds=1.0, num_test=1000, precision="bf16")
+
+
+def test_accuracy_difference_over_seeds_and_its_standard_error(bench):
+    one = bench.Comparison([_run(bench, 0.50)], [_run(bench, 0.48)], measured=False)
+    assert one.diffs == pytest.approx([-2.0])
+    assert one.standard_error == pytest.approx(100 * (0.49 * 0.51 / 1000) ** 0.5)  # sampling only
+    three = bench.Comparison(
+        [_run(bench, a) for a in (0.50, 0.40, 0.45)],
+        [_run(bench, a) for a in (0.49, 0.42, 0.44)],
+        measured=False,
+    )
+    assert three.diffs == pytest.approx([-1.0, 2.0, -1.0])
+    assert three.diff == pytest.approx(0.0)
+    assert three.standard_error == pytest.approx(1.0)  # stdev sqrt(3), over sqrt(3) seeds
+
+
+def test_seeds_must_be_at_least_one(bench, capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--seeds", "0"])
+    assert "--seeds 0" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def layers():
+    path = ROOT / "scripts" / "bench_layers.py"
+    spec = importlib.util.spec_from_file_location("bench_layers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_layers_finds_each_convolution_with_the_input_it_sees(layers, bench):
+    found = layers.conv_inputs(bench.MODELS["vgg16-bn"].build(), batch_size=2)
+    assert len(found) == 13
+    assert (found[0][0], tuple(found[0][2])) == ("features.0", (2, 3, 32, 32))
+    assert tuple(found[-1][2]) == (2, 512, 2, 2)  # after four 2x2 pools
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        layers.main(["--model", "lenet5", "--batch-size", "4", "--rounds", "1"])
+    rows = [line for line in out.getvalue().splitlines() if line.startswith("conv")]
+    assert [row.split()[0] for row in rows] == ["conv1", "conv3", "conv5"]
+    assert "all convolutions" in out.getvalue()
