@@ -49,7 +49,8 @@ def conv_inputs(model: nn.Module, batch_size: int) -> list[Layer]:
 
 
 def time_conv(conv: nn.Conv2d, shape: torch.Size, dtype: torch.dtype, layout) -> float:
-    """Seconds of one forward and backward pass of ``conv`` alone, after one untimed one."""
+    """Seconds of one forward and backward pass of ``conv``'s weights alone (no bias, whose
+    cost is a broadcast add), after one untimed pass."""
     weight = conv.weight.detach().to(dtype).contiguous(memory_format=layout).requires_grad_()
     x = torch.randn(shape, dtype=dtype).contiguous(memory_format=layout).requires_grad_()
     seconds = 0.0
