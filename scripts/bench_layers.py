@@ -82,7 +82,11 @@ def main(argv: list[str] | None = None) -> None:
         f"{MODELS[args.model].label}: forward + backward of each convolution alone, batch "
         f"{args.batch_size}, median of {args.rounds} alternating rounds"
     )
-    print(f"{'layer':16}{'input':>18}{'fp32 NCHW':>11}{'bf16 CL':>10}{'speed-up':>10}{'share':>8}")
+    width = max(len(name) for name, _, _ in layers) + 2
+    print(
+        f"{'layer':{width}}{'input':>12}{'fp32 NCHW':>11}{'bf16 CL':>10}"
+        f"{'speed-up':>10}{'share':>8}"
+    )
     medians = {name: tuple(map(statistics.median, pair)) for name, pair in times.items()}
     total32 = sum(m[0] for m in medians.values())
     total16 = sum(m[1] for m in medians.values())
@@ -90,11 +94,11 @@ def main(argv: list[str] | None = None) -> None:
         t32, t16 = medians[name]
         size = "x".join(map(str, shape[1:]))
         print(
-            f"{name:16}{size:>18}{t32 * 1000:9.1f}ms{t16 * 1000:8.1f}ms{t32 / t16:9.2f}x"
+            f"{name:{width}}{size:>12}{t32 * 1000:9.1f}ms{t16 * 1000:8.1f}ms{t32 / t16:9.2f}x"
             f"{t16 / total16:8.0%}"
         )
     print(
-        f"{'all convolutions':34}{total32 * 1000:9.0f}ms{total16 * 1000:8.0f}ms"
+        f"{'all convolutions':{width + 12}}{total32 * 1000:9.0f}ms{total16 * 1000:8.0f}ms"
         f"{total32 / total16:9.2f}x"
     )
     slower = [name for name, (t32, t16) in medians.items() if t16 > t32]
