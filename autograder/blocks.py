@@ -29,7 +29,13 @@ from autograder.probe import (
     with_batchnorms,
 )
 
-__all__ = ["BlockCase", "check_basic_block", "check_block_shapes", "check_block_table"]
+__all__ = [
+    "BlockCase",
+    "check_against_reference",
+    "check_basic_block",
+    "check_block_shapes",
+    "check_block_table",
+]
 
 
 @dataclass(frozen=True)
@@ -85,11 +91,6 @@ class BlockCase:
         return build_module(block_cls, args, self.call, f"{self.name}(inplanes, planes, stride=1)")
 
 
-def reference_block(case: BlockCase) -> nn.Module:
-    """torchvision's block for ``case``, with the 1x1 conv + BN shortcut when shapes change."""
-    return case.reference()
-
-
 def check_block_shapes(
     block_cls: Callable[..., nn.Module], cases: Sequence[BlockCase]
 ) -> list[str]:
@@ -99,7 +100,7 @@ def check_block_shapes(
 
 def check_block_table(block_cls: Callable[..., nn.Module], case: BlockCase) -> list[str]:
     """The block's own summary table matches torchvision's block, row by row."""
-    return check_own_table(case.build(block_cls), reference_block(case), case)
+    return check_own_table(case.build(block_cls), case.reference(), case)
 
 
 def _roles(
@@ -223,7 +224,7 @@ def check_basic_block(
     for i, case in enumerate(cases):
         block = case.build(block_cls)
         params = sum(p.numel() for p in block.parameters())
-        expected = sum(p.numel() for p in reference_block(case).parameters())
+        expected = sum(p.numel() for p in case.reference().parameters())
         if params != expected:
             problems.append(f"{case.call} has {params:,} parameters, expected {expected:,}.")
         problems += _check_against_reference(block_cls, case, seed + i)

@@ -32,7 +32,6 @@ __all__ = [
     "check_bottleneck",
     "check_bottleneck_shapes",
     "check_bottleneck_table",
-    "reference_bottleneck",
 ]
 
 EXPANSION = 4
@@ -46,11 +45,6 @@ class BottleneckCase(BlockCase):
     name: ClassVar[str] = "Bottleneck"
     expansion: ClassVar[int] = EXPANSION
     reference_cls: ClassVar[type[nn.Module]] = ReferenceBottleneck
-
-
-def reference_bottleneck(case: BottleneckCase) -> nn.Module:
-    """torchvision's Bottleneck for ``case``, with the 1x1 conv + BN shortcut when needed."""
-    return case.reference()
 
 
 def _shape_hint(case: BottleneckCase, shape: tuple[int, ...]) -> str:
@@ -81,7 +75,7 @@ def check_bottleneck_shapes(
 
 def check_bottleneck_table(block_cls: Callable[..., nn.Module], case: BottleneckCase) -> list[str]:
     """The block's own summary table matches torchvision's Bottleneck, row by row."""
-    return check_own_table(case.build(block_cls), reference_bottleneck(case), case)
+    return check_own_table(case.build(block_cls), case.reference(), case)
 
 
 def _roles(calls: list[tuple[nn.Module, bool]], case: BottleneckCase) -> dict | list[str]:
@@ -189,7 +183,7 @@ def check_bottleneck(
         if not found:  # every layer right: anything more is a layer forward() never uses
             block = case.build(block_cls)
             params = sum(p.numel() for p in block.parameters())
-            expected = sum(p.numel() for p in reference_bottleneck(case).parameters())
+            expected = sum(p.numel() for p in case.reference().parameters())
             if params != expected:
                 found = [
                     f"{case.call} has {params:,} parameters, expected {expected:,}: it holds "

@@ -16,7 +16,6 @@ from autograder.blocks import (
     check_basic_block,
     check_block_shapes,
     check_block_table,
-    reference_block,
 )
 
 IDENTITY = BlockCase(8, 8, 1)
@@ -111,7 +110,7 @@ def test_solution_block_passes_every_check(block_cls):
 
 def test_reference_block_has_the_shapes_of_each_case():
     for case in CASES:
-        block = reference_block(case)
+        block = case.reference()
         assert isinstance(block.downsample, nn.Sequential) == case.needs_projection
         out = block(torch.randn(case.input_shape))
         assert tuple(out.shape) == case.output_shape

@@ -18,7 +18,6 @@ from autograder.bottleneck import (
     check_bottleneck,
     check_bottleneck_shapes,
     check_bottleneck_table,
-    reference_bottleneck,
 )
 from autograder.inception import (
     GOOGLENET_TABLE,
@@ -383,7 +382,7 @@ def test_solution_bottleneck_passes_every_check(day05):
 
 def test_reference_bottleneck_has_the_shapes_of_each_case():
     for case in BOTTLENECK_CASES:
-        block = reference_bottleneck(case)
+        block = case.reference()
         assert isinstance(block.downsample, nn.Sequential) == case.needs_projection
         assert block.conv2.stride == (case.stride, case.stride)
         assert tuple(block(torch.randn(case.input_shape)).shape) == case.output_shape
