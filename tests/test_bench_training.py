@@ -101,6 +101,9 @@ def test_accuracy_difference_over_seeds_and_its_standard_error(bench):
     assert three.diffs == pytest.approx([-1.0, 2.0, -1.0])
     assert three.diff == pytest.approx(0.0)
     assert three.standard_error == pytest.approx(1.0)  # stdev sqrt(3), over sqrt(3) seeds
+    assert one.within(1) is False  # 2 points apart
+    assert three.within(1) is None  # mean 0, but an error of 1 point leaves it open
+    assert three.within(1.5) is True
 
 
 def test_seeds_must_be_at_least_one(bench, capsys):
