@@ -1,7 +1,7 @@
 """Training and inference speed of the kit's loop against the seed-style loop, side by side.
 
     .venv/bin/python scripts/bench_training.py [--models M ...] [--steps 6] [--rounds 5]
-        [--full-models M ...] [--seeds 1] [--threads N] [--no-accuracy] [--no-day04] [--quick]
+        [--full-models M ...] [--seeds N] [--threads N] [--no-accuracy] [--no-day04] [--quick]
 
 Two loops on the same CIFAR-10 images and models, measured in one run:
 
@@ -435,9 +435,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--seeds",
         type=int,
-        default=1,
-        help="2-epoch run pairs per model, seeds 0, 1, ...: one seed's difference is within "
-        "training noise of about a point; more seeds give the mean and its standard error",
+        help="2-epoch run pairs per model, seeds 0, 1, ... (default: 1 on a CPU; 5 on a GPU, "
+        "where a pair takes seconds and cuDNN's nondeterministic kernels make even one seed's "
+        "runs differ): one seed's difference is within training noise of a point or two; more "
+        "seeds give the mean and its standard error",
     )
     parser.add_argument("--no-accuracy", action="store_true", help="skip the 2-epoch runs")
     parser.add_argument("--no-day04", action="store_true", help="skip grading a Day 4 submission")
@@ -447,9 +448,11 @@ def main(argv: list[str] | None = None) -> None:
         help="a smoke run: 2 steps of 16, 1 round, 2-epoch runs on 10 images per class, no Day 4",
     )
     args = parser.parse_args(argv)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if args.seeds is None:
+        args.seeds = 5 if device.type == "cuda" and not args.quick else 1
     if args.seeds < 1:
         parser.error(f"--seeds {args.seeds}: run at least one seed")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.quick:
@@ -511,15 +514,27 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_accuracy:
         # The other models train on the labs' fast subset, loaded as a lab loads it.
         subset = load_cifar10(**subset_size) if args.full_models else data
+        tf32 = (
+            device.type == "cuda"
+            and torch.backends.cudnn.allow_tf32
+            and torch.cuda.get_device_capability(device)[0] >= 8
+        )
         print(
             "\n== 2-epoch runs of the kit's loop as it chooses (fast) against the same loop in "
-            "fp32 NCHW: same data, seed and recipe (each lab's optimizer, batch size, "
+            "fp32 NCHW"
+            + (" (its convolutions in TF32, PyTorch's default on this GPU)" if tf32 else "")
+            + ": same data, seed and recipe (each lab's optimizer, batch size, "
             f"augmentation); train + test images; {_seeds(args.seeds)}; times include fit's "
             "trial step. ± 1 SE: "
             + (
                 "of the mean difference, from how much the seeds' differences vary"
                 if args.seeds > 1
-                else "from sampling the test images alone (one seed shows no training noise)"
+                else "from sampling the test images alone (one seed shows no training noise"
+                + (
+                    ", though on a GPU two runs of one seed already differ: use --seeds 5)"
+                    if device.type == "cuda"
+                    else ")"
+                )
             )
         )
         print(

@@ -67,6 +67,7 @@ def test_quick_mode_runs_and_prints_every_section(bench):
     ):
         assert heading in text, text
     assert "load average" in text
+    assert "train + test images; seed 0;" in text  # one seed, unless told: a quick run
     assert "kit loop: cpu, " in text or "kit loop: cuda, " in text
     for label in ("LeNet-5", "ResNet-18, seed (7x7 stem)"):
         rows = [line for line in text.splitlines() if line.startswith(label)]
