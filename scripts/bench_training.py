@@ -60,6 +60,9 @@ from labkit.train import BF16_MIN_SPEEDUP, choose_fast_path, fit, predict
 
 ROOT = Path(__file__).resolve().parent.parent
 FULL_TRAIN, FULL_TEST, EPOCHS = 50_000, 10_000, 2
+# On a GPU a pair of 2-epoch runs takes seconds, and cuDNN's nondeterministic kernels make
+# two runs of one seed differ by about 1.4 points (H100): one seed says little there.
+GPU_SEEDS = 5
 
 
 # ---- models -------------------------------------------------------------------------------------
@@ -435,7 +438,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--seeds",
         type=int,
-        help="2-epoch run pairs per model, seeds 0, 1, ... (default: 1 on a CPU; 5 on a GPU, "
+        help="2-epoch run pairs per model, seeds 0, 1, ... (default: 1 on a CPU; "
+        f"{GPU_SEEDS} on a GPU, "
         "where a pair takes seconds and cuDNN's nondeterministic kernels make even one seed's "
         "runs differ): one seed's difference is within training noise of a point or two; more "
         "seeds give the mean and its standard error",
@@ -450,7 +454,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if args.seeds is None:
-        args.seeds = 5 if device.type == "cuda" and not args.quick else 1
+        args.seeds = GPU_SEEDS if device.type == "cuda" and not args.quick else 1
     if args.seeds < 1:
         parser.error(f"--seeds {args.seeds}: run at least one seed")
     if args.threads:
@@ -514,28 +518,28 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_accuracy:
         # The other models train on the labs' fast subset, loaded as a lab loads it.
         subset = load_cifar10(**subset_size) if args.full_models else data
+        gpu = device.type == "cuda"
         tf32 = (
-            device.type == "cuda"
+            gpu
             and torch.backends.cudnn.allow_tf32
             and torch.cuda.get_device_capability(device)[0] >= 8
         )
+        baseline = "fp32 NCHW" + (
+            " (its convolutions in TF32, PyTorch's default on this GPU)" if tf32 else ""
+        )
+        if args.seeds > 1:
+            error = "of the mean difference, from how much the seeds' differences vary"
+        else:
+            error = "from sampling the test images alone (one seed shows no training noise" + (
+                f", though on a GPU two runs of one seed already differ: use --seeds {GPU_SEEDS})"
+                if gpu
+                else ")"
+            )
         print(
             "\n== 2-epoch runs of the kit's loop as it chooses (fast) against the same loop in "
-            "fp32 NCHW"
-            + (" (its convolutions in TF32, PyTorch's default on this GPU)" if tf32 else "")
-            + ": same data, seed and recipe (each lab's optimizer, batch size, "
+            f"{baseline}: same data, seed and recipe (each lab's optimizer, batch size, "
             f"augmentation); train + test images; {_seeds(args.seeds)}; times include fit's "
-            "trial step. ± 1 SE: "
-            + (
-                "of the mean difference, from how much the seeds' differences vary"
-                if args.seeds > 1
-                else "from sampling the test images alone (one seed shows no training noise"
-                + (
-                    ", though on a GPU two runs of one seed already differ: use --seeds 5)"
-                    if device.type == "cuda"
-                    else ")"
-                )
-            )
+            f"trial step. ± 1 SE: {error}"
         )
         print(
             f"{'model':28}{'data':>16}{'kit chose':>10}{'fp32 acc':>10}{'fast acc':>10}"
