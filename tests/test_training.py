@@ -26,6 +26,7 @@ from labkit.train import (
     choose_fast_path,
     evaluate,
     fit,
+    fuse_step,
     native_bf16,
     predict,
     random_crop_flip,
@@ -249,6 +250,129 @@ def test_fit_drops_a_last_batch_of_one():
         history = fit(model, data, optimizer, epochs=1, batch_size=16, progress=False)
     assert history.num_train == 33
     assert len(history.step_losses) == 2  # 16 + 16, and the batch of 1 that BatchNorm refuses
+
+
+# ---- the optimizer's fused step -----------------------------------------------------------------
+
+
+def _fit_quietly(model: nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
+    """Two fp32 epochs of ``model`` on the tiny data, seed 0; the lines ``fit`` printed."""
+    out = io.StringIO()
+    with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(out):
+        torch.manual_seed(0)
+        fit(model, tiny_data(), optimizer, batch_size=16, progress=False, precision="fp32")
+    return out.getvalue().splitlines()
+
+
+def test_fit_steps_an_optimizer_left_to_torch_with_its_fused_kernel(monkeypatch):
+    fused_calls = []
+    fused_adam = torch._fused_adam_
+
+    def counted(*args, **kwargs):
+        fused_calls.append(len(args[0]))  # the parameters updated by this one call
+        return fused_adam(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "_fused_adam_", counted)
+    model = tiny_cnn()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    printed = _fit_quietly(model, optimizer)
+    assert printed[0].endswith(", fused Adam step"), printed[0]
+    assert [group["fused"] for group in optimizer.param_groups] == [True]
+    # 8 steps an epoch, each one call for all 6 parameters (the conv's, the norm's, the linear's)
+    assert fused_calls == [6] * 16
+
+
+def test_the_fused_step_is_the_update_the_optimizer_was_built_for():
+    torch.manual_seed(0)
+    first, second = tiny_cnn(), tiny_cnn()
+    for model in (first, second):
+        # A bias before batch norm has no gradient but rounding noise, which Adam scales up
+        # to steps of the learning rate: left in, it would differ by more than rounding.
+        model[0].bias = None
+    second.load_state_dict(first.state_dict())
+    left_to_torch = torch.optim.Adam(first.parameters(), lr=1e-2)
+    for_loop = torch.optim.Adam(second.parameters(), lr=1e-2, fused=False)
+    assert _fit_quietly(first, left_to_torch)[0].endswith(", fused Adam step")
+    assert "fused" not in _fit_quietly(second, for_loop)[0]  # a choice made is kept
+    assert for_loop.param_groups[0]["fused"] is False
+    for a, b in zip(first.parameters(), second.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)  # only rounding apart
+
+
+def _stepped(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            p.grad = torch.ones_like(p)
+    optimizer.step()
+    return optimizer
+
+
+@pytest.mark.parametrize(
+    ("build", "fused"),
+    [
+        (lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9), True),
+        (lambda params: torch.optim.AdamW(params, lr=0.1), True),
+        (lambda params: torch.optim.Adam(params, lr=0.1, fused=True), True),
+        (lambda params: torch.optim.Adam(params, lr=0.1, fused=False), False),
+        (lambda params: torch.optim.Adam(params, lr=0.1, foreach=True), False),
+        (lambda params: torch.optim.RMSprop(params, lr=0.1), False),  # no fused kernel to ask for
+        (lambda params: _stepped(torch.optim.Adam(params, lr=0.1)), False),  # state laid out
+        (lambda params: torch.optim.SGD([torch.zeros(2, dtype=torch.long)], lr=0.1), False),
+    ],
+    ids=[
+        "sgd",
+        "adamw",
+        "adam-fused-as-built",
+        "adam-for-loop-as-built",
+        "adam-foreach-as-built",
+        "rmsprop",
+        "adam-already-stepped",
+        "integer-parameter",
+    ],
+)
+def test_fuse_step_only_where_the_choice_is_torchs_and_nothing_has_stepped(build, fused):
+    optimizer = build(nn.Linear(3, 2).parameters())
+    before = [dict(group, params=None) for group in optimizer.param_groups]
+    assert fuse_step(optimizer) is fused
+    after = [dict(group, params=None) for group in optimizer.param_groups]
+    if fused:
+        assert all(group["fused"] for group in after)
+    else:
+        assert after == before  # left exactly as built
+
+
+def test_fuse_step_leaves_an_optimizer_alone_where_torch_has_no_fused_kernel(monkeypatch):
+    monkeypatch.setattr(train_module, "_fused_kernel_devices", lambda: {"cuda"})  # an older torch
+    optimizer = torch.optim.Adam(nn.Linear(3, 2).parameters())  # on the CPU
+    assert fuse_step(optimizer) is False
+    assert optimizer.param_groups[0]["fused"] is None
+
+
+class _HandWrittenSGD:
+    """Not a ``torch.optim.Optimizer``: what a student or the probe notebook may pass."""
+
+    def __init__(self, params, lr: float) -> None:
+        self.params, self.lr = list(params), lr
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for p in self.params:
+            p -= self.lr * p.grad
+
+
+def test_fit_steps_a_hand_written_optimizer_as_written():
+    model = tiny_cnn()
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = _HandWrittenSGD(model.parameters(), lr=0.1)
+    assert fuse_step(optimizer) is False
+    printed = _fit_quietly(model, optimizer)
+    assert "fused" not in printed[0], printed[0]
+    assert not hasattr(optimizer, "param_groups")
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
 # ---- the fast path: precision, layout, autocast, host syncs ------------------------------------
