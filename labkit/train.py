@@ -279,6 +279,11 @@ def fuse_step(optimizer: torch.optim.Optimizer) -> bool:
     one kind of step) and only for floating-point parameters on a CPU or a CUDA GPU. A
     choice made when the optimizer was built (``fused=False``, ``foreach=True``) is kept,
     and an optimizer that is not a ``torch.optim.Optimizer`` steps as it was written.
+
+    With fp16 the fused kernel also takes the GradScaler's scale and overflow flag, as
+    when built with ``fused=True``: it divides the scale out and skips an overflowed
+    step on the device, where the GradScaler would otherwise read the flag (a host
+    sync) every step.
     """
     if not isinstance(optimizer, torch.optim.Optimizer):
         return False
@@ -300,6 +305,7 @@ def fuse_step(optimizer: torch.optim.Optimizer) -> bool:
     if isinstance(optimizer, _FUSABLE) and left_to_torch and supported and not optimizer.state:
         for group in groups:
             group["fused"] = True
+        optimizer._step_supports_amp_scaling = True  # as torch's constructor sets for fused=True
         return True
     return False
 

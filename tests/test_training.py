@@ -348,6 +348,56 @@ def test_fuse_step_leaves_an_optimizer_alone_where_torch_has_no_fused_kernel(mon
     assert optimizer.param_groups[0]["fused"] is None
 
 
+def _count_device_reads(monkeypatch) -> list[str]:
+    """Patch the tensor methods that copy a value to the host (``.item()``, ``float()``,
+    ``bool()``, ...): each waits for the GPU. Returns the list their calls are named in."""
+    reads: list[str] = []
+    for name in ("item", "tolist", "__float__", "__int__", "__bool__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            reads.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return reads
+
+
+def _scaled_steps(optimizer: torch.optim.Optimizer, model: nn.Module, monkeypatch) -> list[str]:
+    """Four fp16-style steps through a GradScaler, as ``fit`` takes them, the third with an
+    overflowed loss; the reads from the device (``.item()`` and the like) made meanwhile."""
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)  # fit's fp16 is CUDA's; same code
+    x, y = torch.randn(8, 4, generator=torch.Generator().manual_seed(0)), torch.arange(8) % 3
+    with monkeypatch.context() as patch:
+        reads = _count_device_reads(patch)
+        for step in range(4):
+            optimizer.zero_grad(set_to_none=True)
+            loss = nn.functional.cross_entropy(model(x), y) * (math.inf if step == 2 else 1.0)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+    assert scaler.get_scale() == 2.0**9  # the overflow halved the scale
+    return reads
+
+
+@pytest.mark.parametrize("fused", [None, False], ids=["left-to-torch", "for-loop-as-built"])
+def test_a_fused_step_takes_the_grad_scalers_scale_without_a_host_sync(monkeypatch, fused):
+    torch.manual_seed(0)
+    reference_model, model = nn.Linear(4, 3), nn.Linear(4, 3)
+    model.load_state_dict(reference_model.state_dict())
+    reference = torch.optim.Adam(reference_model.parameters(), lr=0.1, fused=True)  # torch's
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1, fused=fused)
+    assert fuse_step(optimizer) is (fused is None)
+    assert _scaled_steps(reference, reference_model, monkeypatch) == []
+    reads = _scaled_steps(optimizer, model, monkeypatch)
+    if fused is None:
+        assert reads == []  # the kernel skips the overflowed step on the device
+    else:
+        assert "item" in reads  # the GradScaler reads the overflow flag to decide
+    for a, b in zip(reference_model.parameters(), model.parameters(), strict=True):
+        torch.testing.assert_close(a, b)  # 3 steps taken, the overflowed one skipped, by both
+
+
 class _HandWrittenSGD:
     """Not a ``torch.optim.Optimizer``: what a student or the probe notebook may pass."""
 
@@ -652,15 +702,7 @@ def test_fit_reads_the_device_once_per_epoch_not_per_step(monkeypatch):
     data = tiny_data()
     model = tiny_cnn()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    reads = []
-    for name in ("item", "tolist", "__float__", "__int__", "__bool__"):
-        original = getattr(torch.Tensor, name)
-
-        def counted(self, *args, _original=original, _name=name, **kwargs):
-            reads.append(_name)
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, name, counted)
+    reads = _count_device_reads(monkeypatch)
     with contextlib.redirect_stdout(io.StringIO()):
         history = fit(model, data, optimizer, epochs=2, batch_size=8, progress=False)
     steps = len(history.step_losses)
