@@ -108,9 +108,13 @@ def native_bf16(device: torch.device | str) -> tuple[bool, str]:
     """Whether ``device`` computes bf16 in hardware (not emulated), and why, in words.
 
     CPUs: AVX512-BF16 or AMX (Intel since Cooper Lake / Sapphire Rapids, AMD since
-    Zen 4); elsewhere bf16 is emulated and about 10 times slower than fp32. GPUs:
-    compute capability 8.0 or more (Ampere, Ada, Hopper); a T4 (7.5) reports bf16
-    as supported but emulates it.
+    Zen 4); elsewhere bf16 is emulated and about 10 times slower than fp32. Native is
+    not always faster: without AMX, oneDNN's bf16 convolutions can run slower than
+    fp32 (the reason then says "no AMX"), so on a CPU ``choose_fast_path`` times
+    a trial step before it keeps bf16.
+
+    GPUs: compute capability 8.0 or more (Ampere, Ada, Hopper); a T4 (7.5) reports
+    bf16 as supported but emulates it.
     """
     device = torch.device(device)
     if device.type == "cuda":
@@ -128,7 +132,8 @@ def native_bf16(device: torch.device | str) -> tuple[bool, str]:
             if _cpu_capability(flag)
         ]
         if found and torch.backends.mkldnn.is_available():
-            return True, f"this CPU has {' and '.join(found)}"
+            no_amx = "" if "AMX-BF16" in found else " (no AMX)"
+            return True, f"this CPU has {' and '.join(found)}{no_amx}"
         return False, "this CPU has no AVX512-BF16 or AMX: bf16 would be emulated, ~10x slower"
     return False, f"no bf16 autocast on {device.type} in this kit"
 

@@ -165,6 +165,21 @@ def test_day04_missing_shortcut_batchnorm_loses_table_points(day04):
     assert "BatchNorm2d [-1, 128, 28, 28]" in feedback
 
 
+def _grade_rows(table: str) -> dict[str, tuple[str, str, str]]:
+    """Student -> (score, max, status) from a ``format_results`` table."""
+    rows = [line.split() for line in table.strip().splitlines()[2:]]
+    return {row[0]: tuple(row[1:4]) for row in rows}
+
+
+@pytest.mark.slow
+def test_the_readme_shows_the_day04_grades_make_demo_prints(day04):
+    _, results = day04
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    shown = readme.split("```\nstudent ", 1)[1].split("```", 1)[0]
+    printed = format_results(list(results.values()))
+    assert _grade_rows("student " + shown) == _grade_rows(printed), printed
+
+
 @pytest.mark.slow
 def test_day04_deleted_test_cell_is_restored_and_graded(day04):
     root, results = day04

@@ -442,14 +442,18 @@ def _cuda_device(monkeypatch, capability: tuple[int, int], name: str) -> None:
 
 @pytest.mark.parametrize(
     ("flags", "why"),
-    [({"avx512_bf16": True}, "AVX512-BF16"), ({"amx_bf16": True}, "AMX-BF16")],
+    [
+        ({"avx512_bf16": True}, "this CPU has AVX512-BF16 (no AMX)"),
+        ({"amx_bf16": True}, "this CPU has AMX-BF16"),
+        ({"avx512_bf16": True, "amx_bf16": True}, "this CPU has AVX512-BF16 and AMX-BF16"),
+    ],
 )
 def test_auto_is_bf16_on_a_cpu_with_native_bf16(monkeypatch, flags, why):
     _cpu_flags(monkeypatch, **flags)
     fast = choose_fast_path("cpu")
     assert (fast.precision, fast.channels_last, fast.uses_grad_scaler) == ("bf16", True, False)
-    assert why in fast.reason
-    assert fast.describe().startswith("cpu, bf16 autocast (this CPU has")
+    assert fast.reason == why
+    assert fast.describe().startswith(f"cpu, bf16 autocast ({why})")
 
 
 @pytest.mark.parametrize(
