@@ -64,7 +64,8 @@ class History:
     """What ``fit`` measured: one ``EpochStats`` per epoch, and every step's loss.
 
     ``precision`` and ``channels_last`` say how the run computed, so that an
-    evaluation afterwards can compute the same way.
+    evaluation afterwards can compute the same way; ``fused_step``, whether the
+    optimizer stepped with its fused kernel.
     """
 
     device: str
@@ -75,6 +76,7 @@ class History:
     step_losses: list[float] = field(default_factory=list)
     precision: str = "fp32"
     channels_last: bool = False
+    fused_step: bool = False
 
     @property
     def train_loss(self) -> list[float]:
@@ -454,6 +456,7 @@ def fit(
         data.num_classes,
         precision=fast.precision,
         channels_last=fast.channels_last,
+        fused_step=fused,
     )
 
     for epoch in range(1, epochs + 1):

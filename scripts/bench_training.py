@@ -230,8 +230,7 @@ def kit_train(model, data: ImageData, optimizer, batch_size: int) -> tuple[float
     with contextlib.redirect_stdout(io.StringIO()):
         history = fit(model, data, optimizer, epochs=1, batch_size=batch_size, progress=False)
     _sync(device)
-    fused = all(group.get("fused") for group in optimizer.param_groups)
-    chose = history.precision + ("+fused" if fused else "")
+    chose = history.precision + ("+fused" if history.fused_step else "")
     return len(data.train_labels) / (time.perf_counter() - start), chose
 
 

@@ -299,6 +299,15 @@ def test_the_fused_step_is_the_update_the_optimizer_was_built_for():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)  # only rounding apart
 
 
+@pytest.mark.parametrize(("fused", "recorded"), [(None, True), (False, False)])
+def test_the_history_records_whether_the_step_was_fused(fused, recorded):
+    model = tiny_cnn()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2, fused=fused)
+    with contextlib.redirect_stdout(io.StringIO()):
+        history = fit(model, tiny_data(), optimizer, epochs=1, progress=False, precision="fp32")
+    assert history.fused_step is recorded
+
+
 def _stepped(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     for group in optimizer.param_groups:
         for p in group["params"]:
