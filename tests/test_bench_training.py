@@ -61,6 +61,7 @@ def test_quick_mode_runs_and_prints_every_section(bench):
     text = out.getvalue()
     for heading in (
         "== throughput, images/s",
+        "== the machine's ceiling",
         "== one optimizer step, ms",
         "== 2-epoch runs of the kit's loop",
         "== one full 2-epoch CIFAR-10 run",
@@ -72,13 +73,16 @@ def test_quick_mode_runs_and_prints_every_section(bench):
     assert "kit loop: cpu, " in text or "kit loop: cuda, " in text
     for label in ("LeNet-5", "ResNet-18, seed (7x7 stem)"):
         rows = [line for line in text.splitlines() if line.startswith(label)]
-        assert len(rows) == 4, rows  # throughput, optimizer step, accuracy, full-run time
-        throughput, step = rows[0], rows[1]
+        # throughput, ceiling, optimizer step, accuracy, full-run time
+        assert len(rows) == 5, rows
+        throughput, ceiling, step = rows[0], rows[1], rows[2]
         assert len(re.findall(r"\d+\.\d\dx", throughput)) == 2, throughput  # two ratios
         assert "nan" not in throughput and "inf" not in throughput
         assert re.search(r" (bf16|fp32)\+fused ", throughput), throughput  # SGD, left to torch
         assert re.search(r" SGD +\d+\.\dM +\d+\.\d +\d+\.\d +\d+\.\dx$", step), step
-        assert "est." in rows[3]  # quick mode measures no full run
+        # GFLOP per image, the ceiling in images/s, both loops' share of it
+        assert re.search(r" \d+\.\d{3} +\d+ +\d+% +\d+%$", ceiling), ceiling
+        assert "est." in rows[4]  # quick mode measures no full run
 
 
 def test_ratios_pair_the_loops_round_by_round(bench):
@@ -87,6 +91,39 @@ def test_ratios_pair_the_loops_round_by_round(bench):
     assert speed.ratios("train") == [2.0, 2.05, 84.0 / 44.0]
     assert speed.ratio("train") == 2.0  # the median round, not median(kit) / median(seed)
     assert speed.spread("train") == "1.91-2.05"
+
+
+def test_training_flops_count_every_multiply_add_forward_and_backward(bench):
+    # LeNet-5's multiply-adds per image, forward: conv1 3->6 5x5 onto 28x28, conv3 6->16
+    # 5x5 onto 10x10, conv5 16->120 5x5 onto 1x1, then 120->84->10.
+    conv1, conv3, conv5 = 6 * 28 * 28 * 3 * 25, 16 * 10 * 10 * 6 * 25, 120 * 16 * 25
+    forward = conv1 + conv3 + conv5 + 120 * 84 + 84 * 10
+    # Backward: each layer's gradients for its weights and for its input cost as much as
+    # its forward, but nothing asks for the images' gradient.
+    assert bench.training_flops("lenet5") == 2 * (3 * forward - conv1)
+    # The CIFAR stem keeps 32x32 maps where the seed's stride-2 stem and max pool make
+    # 8x8 ones: about 15 times the arithmetic (0.56 against 0.04 GFLOPs forward).
+    seed, cifar = bench.training_flops("resnet18-seed"), bench.training_flops("resnet18-cifar")
+    assert 14 < cifar / seed < 16
+
+
+def test_a_target_above_the_machine_ceiling_says_so(bench):
+    speed = bench.Speed(seed_train=[60.0], kit_train=[66.0])
+    ok, detail = bench.speed_target(speed, need=2.5, ceiling=99.0)
+    assert not ok
+    assert detail == (
+        "1.10x (need 2.5x: 150 images/s, above this machine's ceiling of 99, "
+        "so no loop reaches it here)"
+    )
+    assert bench.speed_target(speed, need=2.5, ceiling=400.0) == (False, "1.10x (need 2.5x)")
+    fast = bench.Speed(seed_train=[30.0], kit_train=[90.0])
+    assert bench.speed_target(fast, need=2.5, ceiling=99.0) == (True, "3.00x (need 2.5x)")
+
+
+def test_the_matmul_rate_is_a_plausible_flop_rate(bench):
+    rate = bench.matmul_rate(torch.device("cpu"), "fp32", rounds=1)
+    assert 1e9 < rate < 1e14  # between a slow laptop core and far beyond any CPU today
+    assert bench.ceiling_precisions(torch.device("cpu"))[0] == "fp32"
 
 
 def _run(bench, accuracy: float) -> object:
