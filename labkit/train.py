@@ -158,11 +158,16 @@ class FastPath:
         """fp16 needs its loss scaled so that small gradients do not round to 0; bf16 not."""
         return self.precision == "fp16"
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype this precision computes in."""
+        return _DTYPES[self.precision]
+
     def autocast(self) -> contextlib.AbstractContextManager:
         """``torch.autocast`` for this precision; does nothing for fp32."""
         if self.precision == "fp32":
             return contextlib.nullcontext()
-        return torch.autocast(self.device, dtype=_DTYPES[self.precision])
+        return torch.autocast(self.device, dtype=self.dtype)
 
     def describe(self) -> str:
         if self.precision == "fp32":

@@ -444,7 +444,7 @@ def matmul_rate(device: torch.device, precision: str, rounds: int = 3) -> float:
     ``device`` (the best of ``rounds``): about as fast as this device multiplies and adds
     in it, since a large matmul is the kernel libraries tune hardest."""
     n = 8192 if device.type == "cuda" else 2048
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+    dtype = choose_fast_path(device, precision).dtype
     a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
     a @ b  # warm-up
     best = math.inf
