@@ -1,6 +1,7 @@
 # make demo: set up, regenerate notebooks/, autograde the sample submissions, show grades
 # make test: set up, lint, unit tests, notebooks under nbval and nbgrader, end-to-end grading
-.PHONY: setup data demo test lint release
+# make test-fast: the tests not marked slow (no notebook runs, no nbgrader), about a minute
+.PHONY: setup data demo test test-fast lint release
 
 setup:
 	bash scripts/setup.sh
@@ -21,3 +22,6 @@ lint: setup
 test: lint
 	bash scripts/prepare-data.sh
 	.venv/bin/python -m pytest tests solutions --nbval-lax -p no:cacheprovider --durations=25
+
+test-fast: setup
+	.venv/bin/python -m pytest tests -m "not slow" -p no:cacheprovider

@@ -10,7 +10,6 @@ variable is set either way, so that sandboxed grading kernels are told where it 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -37,8 +36,7 @@ def pytest_configure(config):
     if mnist is not None:
         os.environ["LABKIT_MNIST"] = mnist
     else:
-        sys.path.insert(0, str(ROOT / "tests"))
-        from standins import write_mnist_standins
+        from tests.standins import write_mnist_standins
 
         os.environ["LABKIT_MNIST"] = str(write_mnist_standins(MNIST_STANDINS))
         os.environ["LABKIT_MNIST_STANDINS"] = "1"
@@ -47,8 +45,7 @@ def pytest_configure(config):
     if real is not None:
         os.environ["LABKIT_CIFAR10"] = real
     else:
-        sys.path.insert(0, str(ROOT / "tests"))
-        from standins import write_standins
+        from tests.standins import write_standins
 
         os.environ["LABKIT_CIFAR10"] = str(write_standins(STANDINS))
         os.environ["LABKIT_STANDINS"] = "1"

@@ -2,14 +2,14 @@
 
 nbgrader reads this file from the folder it runs in. ``python -m autograder``
 runs it from the right place and copies this file into the course roots it
-makes (see ``autograder/course.py``).
+makes (see ``autograder/grading/course.py``).
 """
 
 import os
 
 from nbgrader.preprocessors import ClearHiddenTests
 
-from autograder.feedback import RedactHiddenOutputs
+from autograder.grading.feedback import RedactHiddenOutputs
 
 c = get_config()  # noqa: F821 (nbgrader injects get_config)
 
@@ -48,7 +48,7 @@ c.LimitOutput.max_lines = 1000
 c.Execute.shutdown_kernel = "immediate"
 
 # The grading driver runs kernels inside bubblewrap without a network: they talk
-# over ipc sockets in a folder bound into the sandbox (autograder/sandbox.py).
+# over ipc sockets in a folder bound into the sandbox (autograder/grading/sandbox.py).
 if os.environ.get("LABKIT_KERNEL_IPC"):
     c.KernelManager.transport = "ipc"
     c.KernelManager.ip = os.environ["LABKIT_KERNEL_IPC"]

@@ -20,17 +20,17 @@ import sys
 import time
 from pathlib import Path
 
-from autograder.bundle import scan_bundle, write_bundle
-from autograder.colab import apply_colab_cells
-from autograder.course import (
+from autograder.grading.bundle import scan_bundle, write_bundle
+from autograder.grading.colab import apply_colab_cells
+from autograder.grading.course import (
     REPO_ROOT,
     assignments,
     generate_release,
     make_course_root,
     notebook_names,
 )
-from autograder.grade import format_results, grade_assignment
-from autograder.samples import write_samples
+from autograder.grading.grade import format_results, grade_assignment
+from autograder.grading.samples import write_samples
 
 
 def _release(names: list[str]) -> int:

@@ -1,4 +1,4 @@
-"""Grade the hostile corpus (tests/hostile_corpus.py) and say how grading held up.
+"""Grade the hostile corpus (tests/grading/hostile_corpus.py) and say how grading held up.
 
     .venv/bin/python scripts/bench_grading.py [--runs 2] [--day04] [--keep]
 
@@ -25,9 +25,13 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
-from hostile_corpus import (  # noqa: E402
+from autograder.grading import sandbox  # noqa: E402
+from autograder.grading.course import REPO_ROOT, generate_release, make_course_root  # noqa: E402
+from autograder.grading.grade import Result, grade_assignment  # noqa: E402
+from autograder.grading.samples import answered  # noqa: E402
+from tests.grading.hostile_corpus import (  # noqa: E402
     ASSIGNMENT,
     CORPUS,
     PROBE,
@@ -42,11 +46,6 @@ from hostile_corpus import (  # noqa: E402
     read_outcome,
     write_corpus,
 )
-
-from autograder import sandbox  # noqa: E402
-from autograder.course import REPO_ROOT, generate_release, make_course_root  # noqa: E402
-from autograder.grade import Result, grade_assignment  # noqa: E402
-from autograder.samples import answered  # noqa: E402
 
 
 def _percentile(values: list[float], q: float) -> float:

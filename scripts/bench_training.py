@@ -758,7 +758,7 @@ def day04() -> None:
     sys.path.insert(0, str(ROOT / "scripts"))
     from bench_grading import bench_day04
 
-    from autograder import sandbox
+    from autograder.grading import sandbox
 
     why_not = sandbox.available()
     if why_not:

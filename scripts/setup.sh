@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 
-# Debian packages: bubblewrap for the grading sandbox (autograder/sandbox.py),
+# Debian packages: bubblewrap for the grading sandbox (autograder/grading/sandbox.py),
 # Fashion-MNIST (Day 2's harder variant; labkit reads /usr/share/datasets), and
 # chromium for the browser test (tests/test_browser.py drives it with Playwright).
 missing=""

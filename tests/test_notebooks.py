@@ -12,7 +12,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from autograder.course import (
+from autograder.grading.course import (
     REPO_ROOT,
     assignments,
     find_leaks,
@@ -69,7 +69,7 @@ def test_regenerated_release_is_identical(assignment, tmp_path):
 
 
 # That the solution passes every test is proved by grading it: the sample-correct
-# submission must get full marks (tests/test_grading.py). Executing it here as well
+# submission must get full marks (tests/grading/test_grading.py). Executing it here as well
 # would run every lab's training a third time in CI (nbval runs it too).
 
 
@@ -81,7 +81,7 @@ def test_untouched_release_fails_every_test_and_stops_only_at_stubs(assignment, 
 
     Test cells may fail however their subject does; every other cell either runs
     or raises the stub's NotImplementedError. (Executed once for both: that
-    nbgrader scores the untouched release 0 is tests/test_grading.py's.)
+    nbgrader scores the untouched release 0 is tests/grading/test_grading.py's.)
     """
     path = REPO_ROOT / "notebooks" / assignment / name
     nb = nbformat.read(path, as_version=4)

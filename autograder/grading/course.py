@@ -1,0 +1,151 @@
+"""The course folder nbgrader works in, and the release it generates.
+
+A course root holds ``nbgrader_config.py``, ``solutions/`` (the source),
+``notebooks/`` (the release), ``submitted/``, ``autograded/``, ``feedback/`` and
+``gradebook.db``. The repository is one; ``make_course_root`` makes others (for
+the demo and the tests) so that grading never touches the repository's state.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+
+__all__ = [
+    "MARKERS",
+    "REPO_ROOT",
+    "assignments",
+    "find_leaks",
+    "generate_release",
+    "make_course_root",
+    "nbgrader",
+    "notebook_names",
+    "split_regions",
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+_ASSIGNMENT = re.compile(r"^day\d\d_[a-z0-9_]+$")
+# `python -m nbgrader`, minus 3-4 s per run: nbformat imports jsonschema, which builds
+# rfc3987_syntax's Lark grammar at import; nbgrader never checks the "iri" format it serves.
+_NBGRADER_MAIN = (
+    "import sys; sys.modules['rfc3987_syntax'] = None; sys.argv[0] = 'nbgrader'; "
+    "from nbgrader.apps.nbgraderapp import main; main()"
+)
+
+
+def nbgrader(
+    args: list[str], root: Path, timeout: float | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``nbgrader ARGS`` on the course in ``root`` (its config file applies).
+
+    On timeout the whole process group (nbgrader and its kernel) is killed."""
+    command = [sys.executable, "-c", _NBGRADER_MAIN, *args, f"--CourseDirectory.root={root}"]
+    # nbgrader runs the `alembic` script of its own environment: put that on PATH.
+    scripts = str(Path(sys.executable).parent)
+    env = {**os.environ, **(env or {})}
+    env["PATH"] = os.pathsep.join([scripts, env.get("PATH", "")])
+    with subprocess.Popen(
+        command,
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def assignments(root: Path = REPO_ROOT) -> list[str]:
+    """The assignment ids: the ``dayNN_topic`` folders under ``solutions/``."""
+    source = root / "solutions"
+    return sorted(p.name for p in source.iterdir() if p.is_dir() and _ASSIGNMENT.match(p.name))
+
+
+def notebook_names(assignment: str, root: Path = REPO_ROOT) -> list[str]:
+    """The notebook files an assignment consists of, e.g. ``["resnet.ipynb"]``."""
+    return sorted(p.name for p in (root / "solutions" / assignment).glob("*.ipynb"))
+
+
+def make_course_root(root: Path, assignment_ids: list[str], source: Path = REPO_ROOT) -> Path:
+    """A fresh course folder at ``root`` with the course's config and the sources of
+    ``assignment_ids`` taken from ``source/solutions``."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(REPO_ROOT / "nbgrader_config.py", root / "nbgrader_config.py")
+    for assignment in assignment_ids:
+        target = root / "solutions" / assignment
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(source / "solutions" / assignment, target)
+    return root
+
+
+def generate_release(assignment: str, root: Path = REPO_ROOT) -> None:
+    """``nbgrader generate_assignment``: write ``notebooks/<assignment>/`` and record
+    the source cells (hidden tests included) in the gradebook."""
+    result = nbgrader(["generate_assignment", assignment, "--force"], root)
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"nbgrader generate_assignment {assignment} failed in {root}:\n"
+            f"{result.stdout[-3000:]}{result.stderr[-3000:]}"
+        )
+    for name in notebook_names(assignment, root):
+        release = root / "notebooks" / assignment / name
+        leaks = find_leaks(root / "solutions" / assignment / name, release)
+        if leaks:
+            raise RuntimeError(f"{release} leaks solution text:\n" + "\n".join(leaks))
+
+
+def split_regions(source: str) -> tuple[set[str], set[str]]:
+    """(lines inside BEGIN/END SOLUTION or HIDDEN TESTS regions, lines outside), stripped."""
+    inside, outside, secret = set(), set(), False
+    for line in source.splitlines():
+        if "BEGIN SOLUTION" in line or "BEGIN HIDDEN TESTS" in line:
+            secret = True
+        elif "END SOLUTION" in line or "END HIDDEN TESTS" in line:
+            secret = False
+        else:
+            (inside if secret else outside).add(line.strip())
+    return inside, outside
+
+
+def find_leaks(source_path: Path, release_path: Path) -> list[str]:
+    """Marker lines, hidden tests or solution code that reached the student notebook.
+
+    A solution line counts as leaked when it appears in the release's code but not
+    in the source outside its solution regions (so shared lines such as ``return out``
+    given elsewhere in the notebook are not false alarms).
+    """
+    source = nbformat.read(source_path, as_version=4)
+    release = nbformat.read(release_path, as_version=4)
+    release_code = [c.source for c in release.cells]
+    problems = [
+        f"cell {i}: contains '{marker}'"
+        for i, text in enumerate(release_code)
+        for marker in MARKERS
+        if marker in text
+    ]
+    hidden, public = set(), set()
+    for cell in source.cells:
+        inside, outside = split_regions(cell.source)
+        hidden |= inside
+        public |= outside
+    released = {line.strip() for text in release_code for line in text.splitlines()}
+    for line in sorted((hidden - public) & released):
+        if len(line) > 12 and not line.startswith("#"):
+            problems.append(f"solution or hidden-test line in the release: {line!r}")
+    return problems

@@ -1,0 +1,213 @@
+"""End to end: nbgrader grades the bundled sample submissions as each one says.
+
+Every lab's samples are graded once, in a fresh course folder per lab; the tests
+read the results, the gradebook and the feedback. Every lab gets the common
+samples (correct, untouched, corrupted); Day 4 also has its own mistakes.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbgrader.api import Gradebook
+
+from autograder.grading.course import (
+    REPO_ROOT,
+    assignments,
+    make_course_root,
+    notebook_names,
+    split_regions,
+)
+from autograder.grading.grade import (
+    FAILED,
+    GRADED,
+    INVALID,
+    Result,
+    format_results,
+    grade_assignment,
+)
+from autograder.grading.preflight import prepare_submission
+from autograder.grading.samples import samples_for, write_samples
+
+DAY04 = "day04_resnet"
+TABLE_TESTS = ("test_resnet18_table", "test_resnet34_table")
+
+
+@pytest.fixture(scope="module", params=assignments())
+def graded(request, tmp_path_factory) -> tuple[str, Path, dict[str, Result]]:
+    """(assignment, course root, results by student), graded once per assignment."""
+    assignment = request.param
+    root = make_course_root(tmp_path_factory.mktemp(assignment), [assignment])
+    write_samples(assignment, root, REPO_ROOT)
+    results = grade_assignment(assignment, root, timeout=900)
+    print(format_results(results))
+    return assignment, root, {r.student: r for r in results}
+
+
+@pytest.fixture
+def day04(graded):
+    if graded[0] != DAY04:
+        pytest.skip("a Day 4 sample")
+    return graded[1:]
+
+
+def _notebook(assignment: str) -> str:
+    (name,) = notebook_names(assignment)
+    return name
+
+
+def _cell_scores(root: Path, assignment: str, student: str) -> dict[str, float]:
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
+        notebook = _notebook(assignment).removesuffix(".ipynb")
+        nb = gradebook.find_submission_notebook(notebook, assignment, student)
+        return {grade.name: grade.score for grade in nb.grades}
+
+
+def _feedback(root: Path, assignment: str, student: str) -> str:
+    name = _notebook(assignment).replace(".ipynb", ".html")
+    path = root / "feedback" / student / assignment / name
+    return html.unescape(path.read_text(encoding="utf-8"))
+
+
+def _hidden_lines(assignment: str) -> set[str]:
+    source = nbformat.read(REPO_ROOT / "solutions" / assignment / _notebook(assignment), 4)
+    hidden = set()
+    for cell in source.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade"):
+            inside, outside = split_regions(cell.source)
+            hidden |= {line for line in inside - outside if len(line) > 15}
+    return hidden
+
+
+@pytest.mark.slow
+def test_every_sample_is_accounted_for(graded):
+    assignment, _, results = graded
+    assert set(results) == {s.student for s in samples_for(assignment)}
+
+
+@pytest.mark.slow
+def test_solution_gets_full_marks(graded):
+    _, _, results = graded
+    result = results["sample-correct"]
+    assert result.status == GRADED, result
+    assert result.max_score > 0
+    assert result.score == result.max_score
+
+
+@pytest.mark.slow
+def test_untouched_notebook_gets_zero(graded):
+    _, _, results = graded
+    assert results["sample-untouched"].status == GRADED
+    assert results["sample-untouched"].score == 0
+
+
+@pytest.mark.slow
+def test_corrupted_notebook_is_reported_and_kept(graded):
+    assignment, root, results = graded
+    result = results["sample-corrupted"]
+    assert result.status == INVALID
+    assert result.score is None
+    assert "not a valid notebook" in result.detail
+    assert (root / "submitted" / "sample-corrupted" / assignment / _notebook(assignment)).exists()
+
+
+@pytest.mark.slow
+def test_feedback_never_shows_hidden_tests(graded):
+    assignment, root, results = graded
+    hidden = _hidden_lines(assignment)
+    assert hidden, "the lab has hidden tests to look for"
+    for student, result in results.items():
+        if result.status != GRADED:
+            continue
+        feedback = _feedback(root, assignment, student)
+        assert "HIDDEN TESTS" not in feedback
+        shown = [line for line in hidden if line in feedback]
+        assert not shown, f"{student}'s feedback shows hidden test lines: {shown}"
+
+
+@pytest.mark.slow
+def test_setup_cell_installs_nothing_when_graded(graded):
+    """The Colab setup cell runs first in every graded notebook; in the sandbox (no
+    network, PIP_NO_INDEX) the kit imports, so it only looks and installs nothing."""
+    assignment, root, results = graded
+    assert results["sample-correct"].status == GRADED
+    path = root / "autograded" / "sample-correct" / assignment / _notebook(assignment)
+    cells = [
+        c
+        for c in nbformat.read(path, as_version=4).cells
+        if c.metadata.get("nbgrader", {}).get("grade_id") == "colab_setup"
+    ]
+    assert len(cells) == 1, f"no setup cell: python -m autograder colab {assignment}"
+    outputs = cells[0].outputs
+    assert not [o for o in outputs if o.output_type == "error"], outputs
+    assert "nothing to install" in "".join(o.get("text", "") for o in outputs), outputs
+
+
+@pytest.mark.slow
+def test_day04_full_marks_are_twelve(day04):
+    _, results = day04
+    assert results["sample-correct"].max_score == 12
+
+
+@pytest.mark.slow
+def test_day04_missing_shortcut_batchnorm_loses_table_points(day04):
+    root, results = day04
+    result = results["sample-no-shortcut-bn"]
+    assert result.status == GRADED, result
+    scores = _cell_scores(root, DAY04, "sample-no-shortcut-bn")
+    assert all(scores[test] == 0 for test in TABLE_TESTS), scores
+    assert scores["test_training_run"] == 3, scores
+    feedback = _feedback(root, DAY04, "sample-no-shortcut-bn")
+    assert "missing layers" in feedback
+    assert "BatchNorm2d [-1, 128, 28, 28]" in feedback
+
+
+def _grade_rows(table: str) -> dict[str, tuple[str, str, str]]:
+    """Student -> (score, max, status) from a ``format_results`` table."""
+    rows = [line.split() for line in table.strip().splitlines()[2:]]
+    return {row[0]: tuple(row[1:4]) for row in rows}
+
+
+@pytest.mark.slow
+def test_the_readme_shows_the_day04_grades_make_demo_prints(day04):
+    _, results = day04
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    shown = readme.split("```\nstudent ", 1)[1].split("```", 1)[0]
+    printed = format_results(list(results.values()))
+    assert _grade_rows("student " + shown) == _grade_rows(printed), printed
+
+
+@pytest.mark.slow
+def test_day04_deleted_test_cell_is_restored_and_graded(day04):
+    root, results = day04
+    result = results["sample-deleted-test-cell"]
+    assert result.status == GRADED, result
+    assert result.score == result.max_score
+    assert _cell_scores(root, DAY04, "sample-deleted-test-cell")["test_resnet34_table"] == 2
+
+
+def test_preflight_names_what_is_wrong(tmp_path):
+    release = tmp_path / "notebooks" / "lab"
+    release.mkdir(parents=True)
+    nbformat.write(nbformat.v4.new_notebook(), release / "resnet.ipynb")
+    folder = tmp_path / "submitted" / "alice" / "lab"
+    folder.mkdir(parents=True)
+    assert "missing resnet.ipynb" in prepare_submission(folder, release, tmp_path).error
+    (folder / "resnet.ipynb").write_text('{"cells": [', encoding="utf-8")
+    assert "not a valid notebook" in prepare_submission(folder, release, tmp_path).error
+    nbformat.write(nbformat.v4.new_notebook(), folder / "resnet.ipynb")
+    assert prepare_submission(folder, release, tmp_path).error is None
+
+
+def test_results_table_shows_status_beside_score():
+    table = format_results(
+        [Result("alice", GRADED, 12, 12), Result("bob", FAILED, detail="kernel died")]
+    )
+    lines = table.splitlines()
+    assert lines[0].split() == ["student", "score", "max", "status", "detail"]
+    assert lines[2].split() == ["alice", "12", "12", "graded"]
+    assert lines[3].split()[:4] == ["bob", "-", "-", "failed"]
+    assert lines[3].endswith("kernel died")
