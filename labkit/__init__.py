@@ -14,7 +14,7 @@ from labkit.plots import (
     show_samples,
 )
 from labkit.profile import count_flops, time_forward
-from labkit.summary import capture_summary, count_parameters
+from labkit.summary import capture_summary, count_parameters, record_outputs
 from labkit.train import History, evaluate, fit
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "plot_confusion_matrix",
     "plot_history",
     "plot_tradeoff",
+    "record_outputs",
     "seed_everything",
     "show_images",
     "show_predictions",

@@ -20,7 +20,7 @@ import io
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from torch import nn
 from torchsummary import summary
 
 __all__ = [
+    "LayerCall",
     "SummaryRow",
     "SummaryTable",
     "capture_summary",
@@ -152,15 +153,26 @@ def _class_name(module: nn.Module) -> str:
     return str(module.__class__).split(".")[-1].split("'")[0]
 
 
+class LayerCall(NamedTuple):
+    """One call of a module during a forward pass: the module, its inputs and its output."""
+
+    module: nn.Module
+    inputs: tuple
+    output: Any
+
+
 def record_outputs(
     model: nn.Module, x: torch.Tensor, keep: Callable[[nn.Module], bool]
-) -> list[tuple[nn.Module, Any]]:
-    """(module, output) for every call of a module of ``model`` that ``keep`` accepts, in
-    call order, from one forward pass of ``x`` without gradients (forward hooks)."""
-    records: list[tuple[nn.Module, Any]] = []
+) -> list[LayerCall]:
+    """Every call of a module of ``model`` that ``keep`` accepts, in call order, from one
+    forward pass of ``x`` without gradients: the one place the kit registers forward hooks.
 
-    def record(module: nn.Module, _inputs: tuple, output: Any) -> None:
-        records.append((module, output))
+    The hooks are removed afterwards, also when the forward pass raises (the error is
+    the caller's to report)."""
+    records: list[LayerCall] = []
+
+    def record(module: nn.Module, inputs: tuple, output: Any) -> None:
+        records.append(LayerCall(module, inputs, output))
 
     hooks = [m.register_forward_hook(record) for m in model.modules() if keep(m)]
     try:
@@ -194,7 +206,7 @@ def meta_summary(
     rows: list[SummaryRow] = []
     total_params = trainable = 0
     total_output = 0
-    for index, (module, output) in enumerate(records, start=1):
+    for index, (module, _, output) in enumerate(records, start=1):
         if isinstance(output, (list, tuple)):
             shape: list = [[-1, *o.shape[1:]] for o in output]
         else:

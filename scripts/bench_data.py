@@ -4,9 +4,9 @@
 
 The source is ``--source``, else ``$LABKIT_CIFAR10`` (``$LABKIT_MNIST``), else
 ``/tmp/cifar`` (``/tmp/mnist``) when it exists, else the archive in
-``../shared/datasets`` unpacked into a temporary folder. Both loads use a fresh,
-temporary data root, so the first one decodes every image and writes the cache,
-and the next ones read it back. Timings are wall clock, in this process.
+``$DATASETS`` (the folder ``scripts/prepare-data.sh`` imports from) unpacked into a
+temporary folder. Both loads use a fresh, temporary data root, so the first one decodes
+every image and writes the cache, and the next ones read it back. Timings are wall clock, in this process.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def find_source(key: str, given: Path | None, scratch: Path) -> Path:
     unpacked = Path("/tmp") / key.replace("10", "")  # /tmp/cifar, /tmp/mnist
     if (unpacked / "train").is_dir():
         return unpacked
-    archive = ROOT.parent / "shared" / "datasets" / ARCHIVES[key]
+    archive = Path(os.environ.get("DATASETS", ROOT.parent / "shared" / "datasets")) / ARCHIVES[key]
     if not archive.is_file():
         raise SystemExit(f"no {key} images: pass --source FOLDER (or set the env var)")
     print(f"unpacking {archive} ...")

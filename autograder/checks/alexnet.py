@@ -10,9 +10,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from labkit.summary import record_outputs
+
 __all__ = [
     "SEED_ALEXNET_SHAPES",
-    "ConvCase",
+    "GroupedConvCase",
     "check_alexnet_settings",
     "check_grouped_conv",
     "check_layer_shapes",
@@ -44,20 +46,12 @@ def layer_shapes(
 ) -> list[tuple[str, tuple[int, ...]]]:
     """(layer type, output shape without the batch) for each call of a layer of ``kinds``,
     in call order, from one eval-mode forward pass of a copy of ``model``."""
-    probe = copy.deepcopy(model).eval()
-    shapes: list[tuple[str, tuple[int, ...]]] = []
-
-    def hook(module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-        shapes.append((type(module).__name__, tuple(output.shape[1:])))
-
-    handles = [m.register_forward_hook(hook) for m in probe.modules() if type(m).__name__ in kinds]
-    try:
-        with torch.no_grad():
-            probe(torch.zeros(1, *input_size))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return shapes
+    calls = record_outputs(
+        copy.deepcopy(model).eval(),
+        torch.zeros(1, *input_size),
+        lambda m: type(m).__name__ in kinds,
+    )
+    return [(type(c.module).__name__, tuple(c.output.shape[1:])) for c in calls]
 
 
 def _fmt(row: tuple[str, tuple[int, ...]]) -> str:
@@ -126,7 +120,7 @@ def check_alexnet_settings(model: nn.Module) -> list[str]:
 
 
 @dataclass(frozen=True)
-class ConvCase:
+class GroupedConvCase:
     """One column pair: two convs of ``in_channels`` -> ``out_channels`` each."""
 
     in_channels: int
@@ -138,7 +132,7 @@ class ConvCase:
     batch: int = 2
 
 
-def _columns(case: ConvCase, seed: int) -> tuple[nn.Conv2d, nn.Conv2d, torch.Tensor]:
+def _columns(case: GroupedConvCase, seed: int) -> tuple[nn.Conv2d, nn.Conv2d, torch.Tensor]:
     torch.manual_seed(seed)
     convs = [
         nn.Conv2d(case.in_channels, case.out_channels, case.kernel_size, case.stride, case.padding)
@@ -151,7 +145,7 @@ def _columns(case: ConvCase, seed: int) -> tuple[nn.Conv2d, nn.Conv2d, torch.Ten
 def check_grouped_conv(
     two_column_conv: Callable,
     grouped_from_columns: Callable,
-    cases: Sequence[ConvCase],
+    cases: Sequence[GroupedConvCase],
     seed: int = 0,
 ) -> list[str]:
     """``two_column_conv(x, conv_a, conv_b)`` computes the seed's two GPU columns;

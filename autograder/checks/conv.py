@@ -14,9 +14,8 @@ where a common mistake reproduces the result, which one it looks like.
 
 from __future__ import annotations
 
-import contextlib
 import random
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +24,11 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from autograder.checks import student
+from labkit.summary import record_outputs
+
 __all__ = [
-    "ConvCase",
+    "Conv2dCase",
     "ParamCase",
     "PoolCase",
     "SizeCase",
@@ -48,70 +50,10 @@ __all__ = [
 ShapeHint = Callable[[tuple[int, ...]], str]  # the output shape -> " It looks like ..." or ""
 
 _ATOL = 1e-4
-_STUB = "raised NotImplementedError: write the function first."
-_MAX_REPORTED = 3  # failing cases listed before "... and N more"
 _SHOWN_NUMEL = 36  # tensors up to this size are printed in full in a problem
 
 
-# ---- running a student's function ---------------------------------------------------------
-
-
-class _ForbiddenCall(RuntimeError):
-    pass
-
-
-@contextlib.contextmanager
-def _forbidden(names: Sequence[str], hint: str) -> Iterator[list[str]]:
-    """Make ``torch.<name>`` and ``F.<name>`` raise while the block runs; yield what was called.
-
-    nn.Conv2d and nn.MaxPool2d call these too, so a layer is caught as well.
-    """
-    called: list[str] = []
-    saved = []
-    for module, prefix in ((F, "F."), (torch, "torch.")):
-        for name in names:
-            if hasattr(module, name):
-                saved.append((module, name, getattr(module, name)))
-
-                def refuse(*_args, _name=prefix + name, **_kwargs):
-                    called.append(_name)
-                    raise _ForbiddenCall(f"{_name} is not allowed here: {hint}")
-
-                setattr(module, name, refuse)
-    try:
-        yield called
-    finally:
-        for module, name, original in saved:
-            setattr(module, name, original)
-
-
-def _call(fn: Callable[..., Any], call: str, *args: Any, **kwargs: Any) -> tuple[Any, str | None]:
-    """(result, None), or (None, a problem) when ``fn`` raises."""
-    try:
-        return fn(*args, **kwargs), None
-    except NotImplementedError:
-        return None, f"{call} {_STUB}"
-    except _ForbiddenCall as error:
-        return None, f"{call}: {error}"
-    except Exception as error:  # a student's function can fail in any way
-        return None, f"{call} raised {type(error).__name__}: {error}"
-
-
-def _describe_int(value: object) -> str:
-    """``float 2.5``: the type, and the value when it prints briefly."""
-    try:
-        text = repr(value)
-    except Exception:  # a student's object may fail even to print
-        text = ""
-    name = type(value).__name__
-    return f"{name} {text}" if text and len(text) < 60 else name
-
-
-def _int_problem(value: object, call: str, hint: str) -> str | None:
-    """A problem unless ``value`` is exactly an int (not a bool, float, tensor or subclass)."""
-    if type(value) is int:
-        return None
-    return f"{call} should return an int, got {_describe_int(value)}. {hint}"
+# ---- checking a student's answer ---------------------------------------------------------
 
 
 def _tensor_problem(
@@ -161,24 +103,6 @@ def _value_problem(
     return "\n".join(lines)
 
 
-def _first_failures(per_case: Iterable[list[str]]) -> list[str]:
-    """The problems of the first few failing cases, and how many more fail.
-
-    A function that is still the stub fails every case the same way: say it once.
-    """
-    problems: list[str] = []
-    failing = 0
-    for found in per_case:
-        if found and found[0].endswith(_STUB):
-            return found[:1]
-        if found:
-            failing += 1
-            if failing <= _MAX_REPORTED:
-                problems += found
-    more = failing - _MAX_REPORTED
-    return problems + ([f"... and {more} more case(s) fail."] if more > 0 else [])
-
-
 def _looks_like(variants: dict[str, Any], matches: Callable[[Any], bool]) -> str:
     """' It looks like <mistake>.' for the first variant that reproduces the answer, else ''."""
     for hint, value in variants.items():
@@ -203,9 +127,9 @@ def _int_answer(
     type_hint: str = "",
 ) -> list[str]:
     """One call of ``fn`` whose answer must be exactly the int ``expected``."""
-    got, problem = _call(fn, call, *args, **kwargs)
+    got, problem = student.call(fn, call, *args, **kwargs)
     if problem is None:
-        problem = _int_problem(got, call, f"Expected {expected:,}.{type_hint}")
+        problem = student.int_problem(got, call, f"Expected {expected:,}.{type_hint}")
     if problem is None and got != expected:
         problem = f"{call}: expected {expected:,} ({source}), got {got:,}." + hint(got)
     return [problem] if problem else []
@@ -239,8 +163,8 @@ def _tensor_answer(
     """
     inputs = [a for a in args if isinstance(a, torch.Tensor)]
     originals = [t.clone() for t in inputs]
-    with _forbidden(forbidden, rule) as called:
-        out, problem = _call(fn, call, *args, **kwargs)
+    with student.forbidden(forbidden, rule) as called:
+        out, problem = student.call(fn, call, *args, **kwargs)
     if called:
         return [f"{call} calls {called[0]}: {rule}."]
     if problem:
@@ -261,7 +185,7 @@ def _shape(t: torch.Tensor) -> str:
 
 
 @dataclass(frozen=True)
-class ConvCase:
+class Conv2dCase:
     """``conv2d_naive`` on a ``batch x in_channels x height x width`` input."""
 
     batch: int
@@ -275,7 +199,7 @@ class ConvCase:
     bias: bool = False
 
 
-def random_conv_cases(count: int, seed: int) -> list[ConvCase]:
+def random_conv_cases(count: int, seed: int) -> list[Conv2dCase]:
     """``count`` small random settings: non-square inputs and kernels, strides 1-3, padding 0-2."""
     rng = random.Random(seed)
     cases = []
@@ -285,7 +209,7 @@ def random_conv_cases(count: int, seed: int) -> list[ConvCase]:
         height = rng.randint(max(1, kernel[0] - 2 * padding), 9)
         width = rng.randint(max(1, kernel[1] - 2 * padding), 9)
         cases.append(
-            ConvCase(
+            Conv2dCase(
                 batch=rng.randint(1, 3),
                 in_channels=rng.randint(1, 4),
                 out_channels=rng.randint(1, 5),
@@ -380,17 +304,17 @@ def compare_conv2d(
     )
 
 
-def check_conv2d(fn: Callable[..., Any], cases: Sequence[ConvCase], seed: int = 0) -> list[str]:
+def check_conv2d(fn: Callable[..., Any], cases: Sequence[Conv2dCase], seed: int = 0) -> list[str]:
     """``fn`` against ``F.conv2d`` on random tensors, one case at a time."""
 
-    def run(i: int, case: ConvCase) -> list[str]:
+    def run(i: int, case: Conv2dCase) -> list[str]:
         generator = torch.Generator().manual_seed(seed + i)
         x = torch.randn(case.batch, case.in_channels, case.height, case.width, generator=generator)
         weight = torch.randn(case.out_channels, case.in_channels, *case.kernel, generator=generator)
         bias = torch.randn(case.out_channels, generator=generator) if case.bias else None
         return compare_conv2d(fn, x, weight, bias, case.stride, case.padding)
 
-    return _first_failures(run(i, case) for i, case in enumerate(cases))
+    return student.first_failures(run(i, case) for i, case in enumerate(cases))
 
 
 # ---- conv_output_size -----------------------------------------------------------------------
@@ -466,7 +390,7 @@ def _size_hint(case: SizeCase, got: int) -> str:
 
 def check_conv_output_size(fn: Callable[..., Any], cases: Sequence[SizeCase]) -> list[str]:
     """``fn`` gives, as an int, the output size nn.Conv2d produces."""
-    return _first_failures(
+    return student.first_failures(
         _int_answer(
             fn,
             case.call(),
@@ -543,7 +467,7 @@ def check_conv_params(fn: Callable[..., Any], cases: Sequence[ParamCase]) -> lis
             lambda got: _params_hint(case, got),
         )
 
-    return _first_failures(run(case) for case in cases)
+    return student.first_failures(run(case) for case in cases)
 
 
 # ---- max_pool2d_naive -----------------------------------------------------------------------
@@ -641,7 +565,7 @@ def check_max_pool2d(fn: Callable[..., Any], cases: Sequence[PoolCase], seed: in
             x = -x.abs() - 0.1
         return compare_max_pool2d(fn, x, case.kernel_size, case.stride)
 
-    return _first_failures(run(i, case) for i, case in enumerate(cases))
+    return student.first_failures(run(i, case) for i, case in enumerate(cases))
 
 
 # ---- the VGG walk-through -------------------------------------------------------------------
@@ -703,10 +627,12 @@ def _checked_rows(rows: object, call: str) -> list[Row] | str:
         dims = [shape[0], shape[1], shape[2]]
         for value in dims:
             if type(value) is not int:
-                return f"{where} ({name}): C, H and W should be ints, got {_describe_int(value)}."
+                got = student.describe_value(value)
+                return f"{where} ({name}): C, H and W should be ints, got {got}."
         for label, value in (("activations", activations), ("params", params)):
             if type(value) is not int:
-                return f"{where} ({name}): {label} should be an int, got {_describe_int(value)}."
+                got = student.describe_value(value)
+                return f"{where} ({name}): {label} should be an int, got {got}."
         checked.append((name, (dims[0], dims[1], dims[2]), activations, params))
     return checked
 
@@ -736,7 +662,7 @@ def check_vgg_walkthrough(
 ) -> list[str]:
     """Every row of ``fn(cfg, ...)`` matches what torch's own layers give, then the totals."""
     call = _vgg_call(cfg, input_size, num_classes, bias)
-    rows, problem = _call(
+    rows, problem = student.call(
         fn, call, list(cfg), input_size=input_size, num_classes=num_classes, bias=bias
     )
     if problem:
@@ -766,7 +692,7 @@ def check_vgg_against_torchvision(fn: Callable[..., Any], arch: str = "vgg16") -
     key = {"vgg11": "A", "vgg13": "B", "vgg16": "D", "vgg19": "E"}[arch]
     cfg = torchvision.models.vgg.cfgs[key]
     call = _vgg_call(cfg, 224, 1000, True)
-    rows, problem = _call(fn, call, list(cfg), input_size=224, num_classes=1000, bias=True)
+    rows, problem = student.call(fn, call, list(cfg), input_size=224, num_classes=1000, bias=True)
     if problem:
         return [problem]
     checked = _checked_rows(rows, call)
@@ -774,17 +700,12 @@ def check_vgg_against_torchvision(fn: Callable[..., Any], arch: str = "vgg16") -
         return [checked]
     with torch.device("meta"):  # shapes and counts only: no memory, no initialisation cost
         model = getattr(torchvision.models, arch)(weights=None)
-    shapes: list[tuple[int, ...]] = []
-    hooks = [
-        m.register_forward_hook(lambda _m, _i, out: shapes.append(tuple(out.shape[1:])))
-        for m in model.modules()
-        if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.Linear))
-    ]
-    try:
-        model(torch.empty(1, 3, 224, 224, device="meta"))
-    finally:
-        for hook in hooks:
-            hook.remove()
+        calls = record_outputs(
+            model,
+            torch.empty(1, 3, 224, 224),
+            lambda m: isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.Linear)),
+        )
+    shapes = [tuple(c.output.shape[1:]) for c in calls]
     expected_shapes = [s if len(s) == 3 else (s[0], 1, 1) for s in shapes]
     got_shapes = [row[1] for row in checked[1:]]
     if got_shapes != expected_shapes:

@@ -28,9 +28,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision.models.googlenet import BasicConv2d as ReferenceBasicConv2d
 from torchvision.models.googlenet import Inception as ReferenceInception
 
+from autograder.checks import student
 from autograder.checks.probe import (
     ATOL,
-    STUB,
     build_module,
     call_order,
     check_output_shapes,
@@ -45,8 +45,8 @@ from labkit.summary import SummaryTable, meta_summary
 __all__ = [
     "GOOGLENET_TABLE",
     "SEED_SAVING",
-    "ConvCase",
     "InceptionCase",
+    "MultiplicationCase",
     "check_conv_multiplications",
     "check_googlenet_torchvision",
     "check_inception",
@@ -83,7 +83,7 @@ SEED_SAVING = {"direct": 163_840_000, "reduce": 3_276_800, "then_5x5": 13_107_20
 
 
 @dataclass(frozen=True)
-class ConvCase:
+class MultiplicationCase:
     """``nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, groups=groups)``
     on a ``height x width`` input."""
 
@@ -146,7 +146,7 @@ def flop_counter_multiplications(conv: nn.Conv2d, height: int, width: int) -> in
     return counter.get_total_flops() // 2
 
 
-def _multiplication_hint(case: ConvCase, got: int, expected: int) -> str:
+def _multiplication_hint(case: MultiplicationCase, got: int, expected: int) -> str:
     out_h, out_w = case.out_size()
     per_output = case.in_channels // case.groups * case.kernel_size**2
     weights = case.out_channels * per_output
@@ -172,7 +172,7 @@ def _multiplication_hint(case: ConvCase, got: int, expected: int) -> str:
 
 
 def check_conv_multiplications(
-    fn: Callable[[nn.Conv2d, int, int], Any], cases: Sequence[ConvCase]
+    fn: Callable[[nn.Conv2d, int, int], Any], cases: Sequence[MultiplicationCase]
 ) -> list[str]:
     """``fn(conv, height, width)`` is the number of multiplications ``conv`` performs on
     one ``height x width`` image, as a Python int: what FlopCounterMode measures, halved."""
@@ -183,7 +183,7 @@ def check_conv_multiplications(
         try:
             got = fn(case.build(), case.height, case.width)
         except NotImplementedError:
-            return [f"{case.call} {STUB}"]
+            return [student.stub_problem(case.call)]
         except Exception as error:  # a student's function can fail in any way
             problems.append(f"{case.call} raised {type(error).__name__}: {error}")
             continue
@@ -477,7 +477,7 @@ def check_googlenet_torchvision(
     try:
         actual = meta_summary(lambda: torchvision_kernels(build()), (3, 224, 224))
     except NotImplementedError:
-        return [f"{name} {STUB}"]
+        return [student.stub_problem(name)]
     except Exception as error:  # a student's model can fail in any way
         return [f"{name} with torchvision's 3x3 kernels failed: {type(error).__name__}: {error}"]
     return compare_tables(actual, expected, f"{name} with torchvision's 3x3 kernels")

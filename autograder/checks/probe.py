@@ -15,12 +15,12 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from autograder.checks import student
 from autograder.checks.tables import compare_tables
-from labkit.summary import capture_summary
+from labkit.summary import capture_summary, record_outputs
 
 __all__ = [
     "ATOL",
-    "STUB",
     "batchnorm_after",
     "build_module",
     "call_order",
@@ -35,19 +35,15 @@ __all__ = [
 ]
 
 ATOL = 1e-5
-STUB = "raised NotImplementedError: replace the stub with your code."
 
 
 def build_module(
     factory: Callable[..., nn.Module], args: Sequence[Any], call: str, signature: str
 ) -> nn.Module | str:
     """``factory(*args)``, or a sentence saying why it is not an ``nn.Module``."""
-    try:
-        block = factory(*args)
-    except NotImplementedError:
-        return f"{call} {STUB}"
-    except Exception as error:  # a student's constructor can fail in any way
-        return f"{call} raised {type(error).__name__}: {error}. The signature is {signature}."
+    block, problem = student.call(factory, call, *args)
+    if problem is not None:
+        return problem if student.is_stub(problem) else f"{problem}. The signature is {signature}."
     if not isinstance(block, nn.Module):
         return f"{call} should build an nn.Module, got {type(block).__name__}."
     return block
@@ -61,7 +57,7 @@ def run_module(
     try:
         out = block(x)
     except NotImplementedError:
-        return f"{call}.forward raised NotImplementedError: write forward()."
+        return student.stub_problem(f"{call}.forward")
     except Exception as error:  # a student's forward can fail in any way
         return (
             f"{call} on an input of shape {tuple(x.shape)} raised "
@@ -76,22 +72,9 @@ def call_order(block: nn.Module, x: torch.Tensor) -> list[tuple[nn.Module, bool]
     """The Conv2d and BatchNorm2d modules of ``block`` in the order ``forward`` first
     calls them, each with whether it read ``x`` itself (the block's input)."""
     order: list[tuple[nn.Module, bool]] = []
-
-    def record(module, inputs, _output):
-        if not any(module is seen for seen, _ in order):
-            order.append((module, bool(inputs) and inputs[0] is x))
-
-    hooks = [
-        m.register_forward_hook(record)
-        for m in block.modules()
-        if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))
-    ]
-    try:
-        with torch.no_grad():
-            block(x)
-    finally:
-        for hook in hooks:
-            hook.remove()
+    for call in record_outputs(block, x, lambda m: isinstance(m, (nn.Conv2d, nn.BatchNorm2d))):
+        if not any(call.module is seen for seen, _ in order):
+            order.append((call.module, bool(call.inputs) and call.inputs[0] is x))
     return order
 
 
@@ -211,7 +194,7 @@ def check_output_shapes(
         block = build(case)
         if isinstance(block, str):
             problems.append(block)
-            if block.endswith(STUB):
+            if student.is_stub(block):
                 return problems
             continue
         with torch.no_grad():

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from autograder.checks import student
 from labkit.summary import (
     SummaryRow,
     SummaryTable,
@@ -174,7 +175,7 @@ def check_summary_meta(
             numel = count_parameters(build())
     except Exception as error:  # a student's model can fail in any way
         if isinstance(error, NotImplementedError) and "meta" not in str(error):
-            return [f"{name} raised NotImplementedError: replace the stub with your code."]
+            return [student.stub_problem(name)]
         # Its code needs real values, or it fails: a real run says how, in the CPU's words.
         return _check_built(build, expected, input_size, name)
     problems = compare_tables(actual, expected, name)
@@ -192,7 +193,7 @@ def _check_built(
     try:
         model = build()
     except NotImplementedError:
-        return [f"{name} raised NotImplementedError: replace the stub with your code."]
+        return [student.stub_problem(name)]
     except Exception as error:  # a student's constructor can fail in any way
         return [f"{name}: building the model raised {type(error).__name__}: {error}"]
     return check_summary(model, expected, input_size, name)

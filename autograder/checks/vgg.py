@@ -22,6 +22,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from autograder.checks import student
 from labkit.summary import SummaryTable, meta_summary
 
 __all__ = [
@@ -40,22 +41,11 @@ __all__ = [
 
 ARCH_CFGS = {"vgg11": "A", "vgg13": "B", "vgg16": "D", "vgg19": "E"}  # torchvision's names
 _WEIGHT_LAYERS = {"A": 11, "B": 13, "D": 16, "E": 19}
-_STUB = "raised NotImplementedError: replace the stub with your code."
 
 
 def reference_cfgs() -> dict[str, list[int | str]]:
     """A copy of torchvision's ``cfgs``: "A" (VGG-11), "B" (VGG-13), "D" (VGG-16), "E" (VGG-19)."""
     return {key: list(cfg) for key, cfg in torchvision.models.vgg.cfgs.items()}
-
-
-def _call(fn: Callable[..., Any], call: str, *args: Any, **kwargs: Any) -> tuple[Any, str | None]:
-    """(result, None), or (None, a problem) when ``fn`` raises."""
-    try:
-        return fn(*args, **kwargs), None
-    except NotImplementedError:
-        return None, f"{call} {_STUB}"
-    except Exception as error:  # a student's function can fail in any way
-        return None, f"{call} raised {type(error).__name__}: {error}"
 
 
 def _cfg_text(cfg: Sequence[int | str]) -> str:
@@ -146,7 +136,7 @@ def check_make_layers(
     call = f"make_layers({_cfg_text(cfg)}, batch_norm={batch_norm})"
     given = list(cfg)
     with torch.device("meta"):  # layers without weights: VGG-19's cost nothing to build
-        features, problem = _call(fn, call, given, batch_norm=batch_norm)
+        features, problem = student.call(fn, call, given, batch_norm=batch_norm)
         reference = torchvision.models.vgg.make_layers(list(cfg), batch_norm)
     if problem:
         return [problem]
@@ -191,7 +181,7 @@ def _entry_problem(value: object) -> str | None:
 def check_cfgs(fn: Callable[[], Any]) -> list[str]:
     """``fn()`` returns a dict with torchvision's "A", "B", "D" and "E" lists, exactly."""
     call = "vgg_cfgs()"
-    cfgs, problem = _call(fn, call)
+    cfgs, problem = student.call(fn, call)
     if problem:
         return [problem]
     if not isinstance(cfgs, dict):
@@ -245,14 +235,14 @@ def check_adaptive_pool_params(
     problems = []
     for in_size, out_size in cases:
         call = f"adaptive_pool_params({in_size}, {out_size})"
-        got, problem = _call(fn, call, in_size, out_size)
+        got, problem = student.call(fn, call, in_size, out_size)
         if problem is None and not (
             type(got) is tuple and len(got) == 2 and all(type(v) is int for v in got)
         ):
             problem = f"{call} should return a tuple (kernel, stride) of two ints, got {got!r:.60}."
         if problem:
             problems.append(problem)
-            if problem.endswith(_STUB):
+            if student.is_stub(problem):
                 return problems
             continue
         kernel, stride = got
@@ -364,7 +354,7 @@ def check_vgg_outputs(
         with torch.device("meta"):
             model = build()
     except NotImplementedError:
-        return [f"{name} {_STUB}"]
+        return [student.stub_problem(name)]
     except Exception as error:  # a student's constructor can fail in any way
         return [f"{name}: building the model raised {type(error).__name__}: {error}"]
     with torch.device("meta"):
@@ -435,7 +425,7 @@ def check_init_flag(build: Callable[[bool], nn.Module], name: str = "VGG") -> li
         for flag in (True, False):
             calls.clear()
             with torch.device("meta"):
-                _, problem = _call(build, f"{name}(..., init_weights={flag})", flag)
+                _, problem = student.call(build, f"{name}(..., init_weights={flag})", flag)
             if problem:
                 return [problem]
             if flag and not calls:

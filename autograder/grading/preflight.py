@@ -32,7 +32,7 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-__all__ = ["SKIPPING_TAGS", "Preflight", "prepare_submission"]
+__all__ = ["SKIPPING_TAGS", "TRANSFORMS", "Preflight", "normalise", "prepare_submission"]
 
 SKIPPING_TAGS = frozenset({"skip-execution", "raises-exception"})
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
@@ -62,27 +62,46 @@ def _read(path: Path) -> NotebookNode | str:
     return nb
 
 
-def normalise(nb: NotebookNode, release: NotebookNode) -> list[str]:
-    """Bring ``nb``'s metadata in line with ``release``; return what was changed."""
-    changes = []
-    if nb.metadata.get("kernelspec", {}).get("name") != KERNELSPEC["name"]:
-        changes.append(f"kernel {nb.metadata.get('kernelspec', {}).get('name')!r} -> python3")
+def use_course_kernel(nb: NotebookNode, _release: NotebookNode) -> list[str]:
+    """The kernel is the course's Python kernel, whatever the file says."""
+    name = nb.metadata.get("kernelspec", {}).get("name")
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    return [] if name == KERNELSPEC["name"] else [f"kernel {name!r} -> python3"]
 
-    graded = {_grade_id(c): c for c in release.cells if _grade_id(c)}
-    by_cell_id = {c.get("id"): c for c in graded.values() if c.get("id")}
-    marked = {_grade_id(c) for c in nb.cells}
-    seen: set[str] = set()
+
+def remove_skipping_tags(nb: NotebookNode, _release: NotebookNode) -> list[str]:
+    """Tags that make nbclient skip a cell or ignore its error are removed."""
+    changes = []
     for index, cell in enumerate(nb.cells):
         tags = cell.metadata.get("tags", [])
         if SKIPPING_TAGS & set(tags):
             cell.metadata["tags"] = [t for t in tags if t not in SKIPPING_TAGS]
             changes.append(f"cell {index}: removed tags {sorted(SKIPPING_TAGS & set(tags))}")
+    return changes
+
+
+def restore_stripped_metadata(nb: NotebookNode, release: NotebookNode) -> list[str]:
+    """A cell whose nbgrader metadata was stripped gets it back when its cell id is a
+    release grade cell's and no other cell claims that grade id."""
+    changes = []
+    by_cell_id = {c.get("id"): c for c in release.cells if _grade_id(c) and c.get("id")}
+    marked = {_grade_id(c) for c in nb.cells}
+    for index, cell in enumerate(nb.cells):
         twin = by_cell_id.get(cell.get("id"))
         if "nbgrader" not in cell.metadata and twin is not None and _grade_id(twin) not in marked:
             cell.metadata["nbgrader"] = copy.deepcopy(twin.metadata["nbgrader"])
             marked.add(_grade_id(twin))
             changes.append(f"cell {index}: stripped metadata of {_grade_id(twin)!r} restored")
+    return changes
+
+
+def unmark_foreign_grade_cells(nb: NotebookNode, release: NotebookNode) -> list[str]:
+    """Grade cells copied in the notebook UI (the first copy stays) and cells that claim a
+    grade id the lab does not have lose their nbgrader metadata."""
+    changes = []
+    graded = {_grade_id(c) for c in release.cells if _grade_id(c)}
+    seen: set[str] = set()
+    for index, cell in enumerate(nb.cells):
         if "nbgrader" not in cell.metadata:
             continue
         grade_id = _grade_id(cell)
@@ -90,9 +109,20 @@ def normalise(nb: NotebookNode, release: NotebookNode) -> list[str]:
             why = "a copy of" if grade_id in seen else "an unknown"
             changes.append(f"cell {index}: {why} grade cell {grade_id!r}, unmarked")
             del cell.metadata["nbgrader"]
+        else:
+            seen.add(grade_id)
+    return changes
+
+
+def restore_grade_metadata(nb: NotebookNode, release: NotebookNode) -> list[str]:
+    """Every grade cell gets its nbgrader metadata and its cell type back from the release."""
+    changes = []
+    graded = {_grade_id(c): c for c in release.cells if _grade_id(c)}
+    for index, cell in enumerate(nb.cells):
+        original = graded.get(_grade_id(cell))
+        if original is None:
             continue
-        seen.add(grade_id)
-        original = graded[grade_id]
+        grade_id = _grade_id(cell)
         if cell.metadata["nbgrader"] != original.metadata["nbgrader"]:
             changes.append(f"cell {index}: nbgrader metadata of {grade_id!r} restored")
             cell.metadata["nbgrader"] = copy.deepcopy(original.metadata["nbgrader"])
@@ -104,10 +134,10 @@ def normalise(nb: NotebookNode, release: NotebookNode) -> list[str]:
             else:
                 cell.pop("outputs", None)
                 cell.pop("execution_count", None)
-    return changes + _restore_deleted(nb, release)
+    return changes
 
 
-def _restore_deleted(nb: NotebookNode, release: NotebookNode) -> list[str]:
+def restore_deleted_grade_cells(nb: NotebookNode, release: NotebookNode) -> list[str]:
     """Put back the release's grade cells that ``nb`` lacks, each after the last cell
     present that preceded it in the release (at the end when none is)."""
     changes = []
@@ -128,6 +158,24 @@ def _restore_deleted(nb: NotebookNode, release: NotebookNode) -> list[str]:
         nb.cells.insert(len(nb.cells) if at is None else at, restored)
         changes.append(f"deleted grade cell {grade_id!r} put back")
     return changes
+
+
+# In this order: a copy is unmarked only after stripped metadata came back, and a grade
+# cell is put back only when no cell (restored or kept) holds its grade id.
+TRANSFORMS = (
+    use_course_kernel,
+    remove_skipping_tags,
+    restore_stripped_metadata,
+    unmark_foreign_grade_cells,
+    restore_grade_metadata,
+    restore_deleted_grade_cells,
+)
+
+
+def normalise(nb: NotebookNode, release: NotebookNode) -> list[str]:
+    """Bring ``nb``'s metadata in line with ``release`` (each of ``TRANSFORMS`` in turn);
+    return what was changed."""
+    return [change for transform in TRANSFORMS for change in transform(nb, release)]
 
 
 def _archive(folder: Path, archive: Path) -> None:

@@ -229,7 +229,8 @@ def test_forward_stub_raising_not_implemented(solution_namespace):
     problems = check_basic_block(mutant(solution_namespace, FORWARD_STUB), CASES[:2])
 
     assert problems == [
-        f"{case.call}.forward raised NotImplementedError: write forward()." for case in CASES[:2]
+        f"{case.call}.forward raised NotImplementedError: replace the stub with your code."
+        for case in CASES[:2]
     ]
 
 

@@ -18,7 +18,7 @@ from torch import nn
 from torchvision.models.vgg import cfgs
 
 from autograder.checks.conv import (
-    ConvCase,
+    Conv2dCase,
     ParamCase,
     PoolCase,
     SizeCase,
@@ -163,7 +163,7 @@ def test_conv_mistakes_fail_with_a_hint(mutant, cases, hint):
 
 
 def test_conv_mistake_on_one_case_names_the_call():
-    case = ConvCase(2, 3, 4, 6, 5, (3, 2), stride=2, padding=1, bias=True)
+    case = Conv2dCase(2, 3, 4, 6, 5, (3, 2), stride=2, padding=1, bias=True)
     mutant = lambda x, w, bias=None, stride=1, padding=0: conv_unfold(x, w, None, stride, padding)  # noqa: E731
     (problem,) = check_conv2d(mutant, [case])
     assert problem.startswith(
@@ -246,7 +246,7 @@ def test_stub_and_crash_are_reported():
         raise NotImplementedError()
 
     assert (
-        "raised NotImplementedError: write the function first"
+        "raised NotImplementedError: replace the stub with your code"
         in compare_conv2d(stub, SEED_X, SEED_W)[0]
     )
     (problem,) = compare_conv2d(lambda x, w: x, SEED_X, SEED_W)
@@ -573,4 +573,4 @@ def test_a_stub_is_reported_once():
         check_max_pool2d(stub, POOL_CASES),
     ):
         assert len(problems) == 1, problems
-        assert problems[0].endswith("raised NotImplementedError: write the function first.")
+        assert problems[0].endswith("raised NotImplementedError: replace the stub with your code.")

@@ -16,7 +16,7 @@ from torch import nn
 
 from autograder.checks.alexnet import (
     SEED_ALEXNET_SHAPES,
-    ConvCase,
+    GroupedConvCase,
     check_alexnet_settings,
     check_grouped_conv,
     check_layer_shapes,
@@ -265,12 +265,22 @@ def test_train_one_epoch_that_raises_is_reported():
     assert "oops" in check_train_one_epoch(broken)[0]
 
 
-def test_train_one_epoch_stub_raises_not_implemented():
+def test_train_one_epoch_stub_is_reported_not_raised():
     def stub(model, loader, optimizer, device):
         raise NotImplementedError()
 
-    with pytest.raises(NotImplementedError):
-        check_train_one_epoch(stub)
+    assert check_train_one_epoch(stub) == [
+        "train_one_epoch raised NotImplementedError: replace the stub with your code."
+    ]
+
+
+def test_evaluate_stub_is_reported_not_raised():
+    def stub(model, loader, device):
+        raise NotImplementedError()
+
+    assert check_evaluate(stub) == [
+        "evaluate raised NotImplementedError: replace the stub with your code."
+    ]
 
 
 def good_evaluate(model, loader, device):
@@ -417,7 +427,7 @@ def good_grouped(conv_a, conv_b, *, swap=False, groups=2, bias=True):
     return conv
 
 
-CASES = [ConvCase(48, 128, 5, 1, 2), ConvCase(3, 4, 3, 2, 0, size=11, batch=3)]
+CASES = [GroupedConvCase(48, 128, 5, 1, 2), GroupedConvCase(3, 4, 3, 2, 0, size=11, batch=3)]
 
 
 def test_grouped_reference_passes():

@@ -22,8 +22,8 @@ from autograder.checks.bottleneck import (
 from autograder.checks.inception import (
     GOOGLENET_TABLE,
     SEED_SAVING,
-    ConvCase,
     InceptionCase,
+    MultiplicationCase,
     check_conv_multiplications,
     check_googlenet_torchvision,
     check_inception,
@@ -59,11 +59,11 @@ NAMES = (
 )
 
 CONV_CASES = [
-    ConvCase(200, 32, kernel_size=5, padding=2),
-    ConvCase(200, 16, kernel_size=1),
-    ConvCase(3, 64, kernel_size=7, stride=2, padding=3, height=224, width=224),
-    ConvCase(96, 256, kernel_size=5, padding=2, groups=2, height=27, width=27),
-    ConvCase(4, 6, kernel_size=3, stride=2, padding=0, height=9, width=12, bias=False),
+    MultiplicationCase(200, 32, kernel_size=5, padding=2),
+    MultiplicationCase(200, 16, kernel_size=1),
+    MultiplicationCase(3, 64, kernel_size=7, stride=2, padding=3, height=224, width=224),
+    MultiplicationCase(96, 256, kernel_size=5, padding=2, groups=2, height=27, width=27),
+    MultiplicationCase(4, 6, kernel_size=3, stride=2, padding=0, height=9, width=12, bias=False),
 ]
 INCEPTION_CASES = [
     InceptionCase(16, 8, 4, 8, 2, 4, 4, size=7),
@@ -335,7 +335,7 @@ def test_googlenet_parameter_counts():
             reference_model("googlenet", 1000, aux_logits=False, init_weights=False)
         )
         swapped = count_parameters(torchvision_kernels(reference_googlenet(1000)))
-    assert theirs == swapped == 6_624_904  # grading-stack.md's reference count
+    assert theirs == swapped == 6_624_904  # torchvision googlenet(aux_logits=False)
     # the nine 5x5 convolutions hold 16 more weights per (filter, input channel) than 3x3
     assert paper - theirs == sum(16 * row[5] * row[6] for row in GOOGLENET_TABLE) == 380_928
 

@@ -35,7 +35,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DAY01 = "day01_conv_arithmetic"
 DAY04 = "day04_resnet"
 NOTEBOOK = f"notebooks/{DAY01}/conv_arithmetic.ipynb"
-STUB_MESSAGE = "raised NotImplementedError: write the function first."
+STUB_MESSAGE = "raised NotImplementedError: replace the stub with your code."
 PASS_LINE = "✔ conv2d_naive"
 TIMEOUT_MS = 90_000
 
