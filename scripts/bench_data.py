@@ -6,7 +6,8 @@ The source is ``--source``, else ``$LABKIT_CIFAR10`` (``$LABKIT_MNIST``), else
 ``/tmp/cifar`` (``/tmp/mnist``) when it exists, else the archive in
 ``$DATASETS`` (the folder ``scripts/prepare-data.sh`` imports from) unpacked into a
 temporary folder. Both loads use a fresh, temporary data root, so the first one decodes
-every image and writes the cache, and the next ones read it back. Timings are wall clock, in this process.
+every image and writes the cache, and the next ones read it back.
+Timings are wall clock, in this process.
 """
 
 from __future__ import annotations
