@@ -1,0 +1,1 @@
+"""Tests of labkit.data, laid out along its modules: formats, loaders, cache, prepare, datasets."""
