@@ -64,8 +64,8 @@ def test_real_cifar10_subset() -> None:
 @pytest.mark.realdata
 @pytest.mark.skipif(
     not REAL_MNIST,
-    reason="no real MNIST: set LABKIT_MNIST to a copy (e.g. ../shared/datasets/mnist-png.tar.gz "
-    "unpacked), or import one with scripts/prepare-data.sh",
+    reason="no real MNIST: set LABKIT_MNIST to an unpacked copy "
+    "(mnist-png.tar.gz, say), or import one with scripts/prepare-data.sh",
 )
 def test_real_mnist_subset_padded_for_lenet() -> None:
     data = load_mnist(REAL_MNIST, train_per_class=100, test_per_class=10, pad_to=32, download=False)
