@@ -7,9 +7,17 @@ makes (see ``autograder/grading/course.py``).
 
 import os
 
-from nbgrader.preprocessors import ClearHiddenTests
+from nbconvert.preprocessors import ClearMetadataPreprocessor
+from nbgrader.preprocessors import (
+    AssignLatePenalties,
+    CheckCellMetadata,
+    ClearHiddenTests,
+    IgnorePattern,
+    LimitOutput,
+)
 
 from autograder.grading.feedback import RedactHiddenOutputs
+from autograder.grading.scoring import RecordOutcome, ScoreByOutcome
 
 c = get_config()  # noqa: F821 (nbgrader injects get_config)
 
@@ -52,6 +60,19 @@ c.Execute.shutdown_kernel = "immediate"
 if os.environ.get("LABKIT_KERNEL_IPC"):
     c.KernelManager.transport = "ipc"
     c.KernelManager.ip = os.environ["LABKIT_KERNEL_IPC"]
+
+# A test cell scores all its points when it did not raise, none when it raised: never
+# from what it printed (autograder/grading/scoring.py). nbgrader's own list, with
+# Execute and SaveAutoGrades replaced.
+c.Autograde.autograde_preprocessors = [
+    RecordOutcome,
+    IgnorePattern,
+    ClearMetadataPreprocessor,
+    LimitOutput,
+    ScoreByOutcome,
+    AssignLatePenalties,
+    CheckCellMetadata,
+]
 
 # A grade cell deleted or copied by a student is restored from the gradebook
 # instead of aborting the batch.

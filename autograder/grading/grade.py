@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import unicodedata
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -46,6 +47,7 @@ __all__ = [
     "format_results",
     "grade_assignment",
     "last_error",
+    "student_problem",
 ]
 
 GRADED, INVALID, FAILED, CRASHED, TIMED_OUT, TAMPERED = (
@@ -94,6 +96,28 @@ def last_error(output: str) -> str:
     raised = [line for line in lines if _EXCEPTION.match(line)]
     errors = [line for line in lines if "error" in line.lower() or "exception" in line.lower()]
     return (raised or errors or lines or ["no output"])[-1][:300]
+
+
+# nbgrader matches --student as a glob pattern, and ids become folder names: letters
+# (any script) and digits, with . _ - @ + allowed after the first character.
+_ID_PUNCTUATION = "._-@+"
+
+
+def student_problem(submitted: Path, student: str, assignment: str) -> str | None:
+    """Why ``submitted/<student>/<assignment>`` cannot be graded as that student's own
+    work, decided before anything is read or written (an odd id, a link), or None."""
+    for position, char in enumerate(student):
+        if not (char.isalnum() or (position and char in _ID_PUNCTUATION)):
+            where = "starts with" if position == 0 else f"has, at position {position + 1},"
+            return (
+                f"student id {student!r} {where} {unicodedata.name(char, 'a control character')} "
+                f"({char!r}); ids are letters and digits, with {' '.join(_ID_PUNCTUATION)} "
+                "after the first character: rename the folder under submitted/ and grade again"
+            )
+    for path in (submitted / student, submitted / student / assignment):
+        if path.is_symlink():
+            return f"{path.relative_to(submitted.parent)} is a link, not a folder: not graded"
+    return None
 
 
 def _silent_passes(path: Path) -> list[str]:
@@ -211,7 +235,7 @@ def grade_assignment(
     expected = notebook_names(assignment, root)
     submitted = root / "submitted"
     students = sorted(
-        p.name for p in submitted.glob("*") if (p / assignment).is_dir()
+        p.name for p in submitted.iterdir() if (p / assignment).is_dir()
     ) if submitted.is_dir() else []  # fmt: skip
 
     why_not = sandbox.available() if use_sandbox is not False else "turned off"
@@ -230,8 +254,13 @@ def grade_assignment(
             batch.env = sandbox.kernel_environment(Path(work), hidden)
             batch.nbgrader_args = [f"--Execute.kernel_name={sandbox.KERNEL_NAME}"]
         for student in students:
+            problem = student_problem(submitted, student, assignment)
             try:
-                result = _grade_one(batch, student)
+                result = (
+                    Result(student, INVALID, detail=problem)
+                    if problem
+                    else _grade_one(batch, student)
+                )
             except Exception as error:  # one submission never stops the batch
                 detail = f"the grader itself failed on this submission: {type(error).__name__}: "
                 result = Result(student, FAILED, detail=detail + str(error)[:300])

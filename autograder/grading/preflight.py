@@ -10,15 +10,15 @@ normalised against the release notebook:
   that claim a grade id the lab does not have are unmarked, and every grade cell
   gets its nbgrader metadata and type back from the release; a cell whose metadata
   was stripped gets it back when its cell id is the release's;
-- a grade cell deleted by the student is put back, after the cell it followed in the
-  release (nbgrader's own ``add_missing_cells`` fails with a KeyError when that cell
-  is gone too, as in a notebook pasted into a fresh one);
+- a grade cell or a locked cell deleted by the student is put back, after the cell it
+  followed in the release (nbgrader's own ``add_missing_cells`` fails with a KeyError
+  when that cell is gone too, as in a notebook pasted into a fresh one);
 - tags that make nbclient skip a cell or ignore its error are removed;
 - any other file in the folder (a student's own ``torchsummary.py``, a planted
   pickle) is moved to ``quarantine/`` so that it cannot shadow a module.
 
-The sources of locked cells are nbgrader's job: it restores them from the gradebook,
-hidden tests included.
+The sources of locked cells present are nbgrader's job: it restores them from the
+gradebook, hidden tests included.
 """
 
 from __future__ import annotations
@@ -137,15 +137,17 @@ def restore_grade_metadata(nb: NotebookNode, release: NotebookNode) -> list[str]
     return changes
 
 
-def restore_deleted_grade_cells(nb: NotebookNode, release: NotebookNode) -> list[str]:
-    """Put back the release's grade cells that ``nb`` lacks, each after the last cell
-    present that preceded it in the release (at the end when none is)."""
+def restore_deleted_locked_cells(nb: NotebookNode, release: NotebookNode) -> list[str]:
+    """Put back the release's grade cells and locked cells (the cell that trains the
+    model a test then inspects) that ``nb`` lacks, each after the last cell present that
+    preceded it in the release (at the end when none is)."""
     changes = []
     order = [c for c in release.cells if _grade_id(c)]
     ids = {c.get("id") for c in nb.cells}
     for position, original in enumerate(order):
         grade_id = _grade_id(original)
-        if not original.metadata["nbgrader"].get("grade") or any(
+        meta = original.metadata["nbgrader"]
+        if not (meta.get("grade") or meta.get("locked")) or any(
             _grade_id(c) == grade_id for c in nb.cells
         ):
             continue
@@ -156,7 +158,8 @@ def restore_deleted_grade_cells(nb: NotebookNode, release: NotebookNode) -> list
             restored.id = f"restored-{grade_id}"[:64]
         ids.add(restored.get("id"))
         nb.cells.insert(len(nb.cells) if at is None else at, restored)
-        changes.append(f"deleted grade cell {grade_id!r} put back")
+        kind = "grade" if meta.get("grade") else "locked"
+        changes.append(f"deleted {kind} cell {grade_id!r} put back")
     return changes
 
 
@@ -168,7 +171,7 @@ TRANSFORMS = (
     restore_stripped_metadata,
     unmark_foreign_grade_cells,
     restore_grade_metadata,
-    restore_deleted_grade_cells,
+    restore_deleted_locked_cells,
 )
 
 

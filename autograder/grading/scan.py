@@ -6,6 +6,14 @@ can (files, network, processes); this scan flags the rest for an instructor to
 review. A flag never changes a score by itself: the driver reports it beside
 the grade. The patterns are deliberately broad; these labs never need them.
 
+Code is read as Python reads it: comments are found with the tokenizer (a ``#`` inside
+a string hides nothing after it), names and imports with ``ast``; both take time linear
+in the notebook's size. Every magic is flagged except ``%matplotlib``, ``%time``,
+``%timeit`` and ``%pip`` (``%xmode``, ``%run``, ``%env``... change the grading run). In
+a solution cell, an import or a name from the libraries' own models (torchvision's
+``BasicBlock``, ``make_layers``, ``Inception``...; ``torch.hub``; ``timm``) is flagged:
+a TODO answered by the library's implementation of the same thing.
+
 With the release notebook, the scan also flags student code that rebinds a name the
 test cells rely on: an imported check (``check_summary = ...``), a builtin
 (``type = ...``), or, after the locked cell that binds it, a result such as
@@ -17,9 +25,11 @@ from __future__ import annotations
 
 import ast
 import builtins
+import io
 import re
+import tokenize
 
-__all__ = ["PATTERNS", "scan_notebook"]
+__all__ = ["ALLOWED_MAGICS", "LIBRARY_ANSWERS", "PATTERNS", "scan_notebook"]
 
 PATTERNS: dict[str, str] = {
     r"\bget_ipython\b|\binput_transformers|\bast_transformers|\bevents\.register": (
@@ -47,15 +57,108 @@ PATTERNS: dict[str, str] = {
     ),
     r"\bpickle\b|\btorch\.load\b|\bjoblib\b": "loads pickled objects",
     r"__eq__|__ne__|__bool__|__hash__": "overrides comparison (always-equal objects?)",
+    r"\bf_(globals|locals|back|trace|code)\b|\b(gi|cr|ag)_frame\b|\bset(trace|profile)\b"
+    r"|\bsys\.monitoring\b|\bcurrentframe\b": "reaches into running frames (trace functions?)",
+    r"\bhistory_manager\b|\bHistoryManager\b|\bInteractiveShell\b|\.instance\s*\(": (
+        "reaches into IPython's shell"
+    ),
+    r"\b(displayhook|excepthook|showtraceback|set_custom_exc|InteractiveTB|xmode)\b": (
+        "changes how results or errors are shown"
+    ),
 }
+# Magics a lab may use (Colab's setup uses %pip); any other %magic or %%cell magic is
+# flagged. Shell lines (!cmd) are judged by the patterns, like code.
+ALLOWED_MAGICS = frozenset({"matplotlib", "time", "timeit", "pip"})
+# Where the libraries keep their own answers to the labs' TODOs.
+LIBRARY_ANSWERS = ("torchvision.models", "torch.hub", "timm")
 _COMPILED = [(re.compile(pattern), why) for pattern, why in PATTERNS.items()]
 
 
+def _is_magic(line: str) -> bool:
+    return line.lstrip().startswith(("%", "!"))
+
+
 def _code_lines(source: str):
-    for number, line in enumerate(source.splitlines(), start=1):
-        code = line.split("#", 1)[0]
+    """(line number, the line without its comment) for each line that holds code.
+
+    Comments are found by Python's tokenizer, so a ``#`` inside a string does not end
+    the code before it. Magic lines are kept whole; a cell the tokenizer cannot read
+    is scanned whole, line by line."""
+    lines = source.splitlines()
+    python = "\n".join("" if _is_magic(line) else line for line in lines) + "\n"
+    comments: dict[int, int] = {}  # line number -> column where its comment starts
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(python).readline):
+            if token.type == tokenize.COMMENT:
+                comments[token.start[0]] = token.start[1]
+    except (tokenize.TokenError, SyntaxError):
+        comments = {}
+    for number, line in enumerate(lines, start=1):
+        code = line if _is_magic(line) else line[: comments.get(number, len(line))]
         if code.strip():
             yield number, code
+
+
+def _magic_problem(code: str) -> str | None:
+    """Why a magic or shell line is flagged, or None for a magic the labs allow."""
+    stripped = code.lstrip()
+    if not stripped.startswith("%"):
+        return None  # a shell line (!cmd) runs in the sandbox: the patterns judge it
+    name = stripped.lstrip("%").split(maxsplit=1)[0] if stripped.strip("%") else ""
+    return None if name in ALLOWED_MAGICS else f"runs the IPython magic %{name}"
+
+
+def _import_targets(nb) -> dict[str, str]:
+    """What each name that a notebook's imports bind stands for: ``models`` ->
+    ``torchvision.models``, ``tv`` -> ``torchvision``."""
+    targets: dict[str, str] = {}
+    for cell in nb.cells:
+        tree = _parse(cell.source) if cell.cell_type == "code" else None
+        for node in ast.walk(tree) if tree is not None else ():
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.asname:
+                        targets[alias.asname] = alias.name
+                    else:
+                        root = alias.name.split(".")[0]
+                        targets[root] = root
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for alias in node.names:
+                    targets[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    return targets
+
+
+def _dotted(node: ast.AST, targets: dict[str, str]) -> str | None:
+    """``a.b.c`` for an attribute chain on a name, its root resolved through imports."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    return ".".join([targets.get(node.id, node.id), *reversed(parts)])
+
+
+def _from_library(name: str) -> bool:
+    return any(name == lib or name.startswith(lib + ".") for lib in LIBRARY_ANSWERS)
+
+
+def _library_answers(tree: ast.AST, targets: dict[str, str]) -> dict[int, str]:
+    """Line -> the library object a cell imports or names from ``LIBRARY_ANSWERS``."""
+    found: dict[int, str] = {}
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [f"{node.module}.{alias.name}" for alias in node.names]
+        elif isinstance(node, (ast.Attribute, ast.Name)):
+            dotted = _dotted(node, targets)
+            names = [dotted] if dotted else []
+        for name in names:
+            if _from_library(name) and len(name) > len(found.get(node.lineno, "")):
+                found[node.lineno] = name
+    return found
 
 
 def _meta(cell) -> dict:
@@ -63,7 +166,8 @@ def _meta(cell) -> dict:
 
 
 def _parse(source: str) -> ast.Module | None:
-    lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
+    """The cell's syntax tree, magic lines blanked (line numbers stay the cell's)."""
+    lines = ["" if _is_magic(line) else line for line in source.splitlines()]
     try:
         return ast.parse("\n".join(lines))
     except SyntaxError:
@@ -162,6 +266,7 @@ def scan_notebook(nb, release=None) -> list[str]:
         if modules
         else "$^"
     )
+    targets = _import_targets(nb)
     passed: set[str] = set()  # grade ids of the locked cells seen so far
     flags = []
     for index, cell in enumerate(nb.cells):
@@ -176,10 +281,19 @@ def scan_notebook(nb, release=None) -> list[str]:
         for name, number in _rebound(tree) if tree is not None else []:
             if name in watched:
                 rebound.setdefault(number, []).append(name)
+        # a TODO answered with the library's own implementation
+        library = (
+            _library_answers(tree, targets) if tree is not None and meta.get("solution") else {}
+        )
         for number, code in _code_lines(cell.source):
             found = [why for pattern, why in _COMPILED if pattern.search(code)]
+            magic = _magic_problem(code)
+            if magic:
+                found.append(magic)
             if patching.search(code):
                 found.append("replaces part of an imported module")
             found += [f"rebinds {name!r}, which the tests use" for name in rebound.get(number, [])]
+            if number in library:
+                found.append(f"answers a TODO with the library's own {library[number]}")
             flags += [f"cell {index} line {number}: {why}: {code.strip()[:80]!r}" for why in found]
     return flags

@@ -341,7 +341,32 @@ def test_preflight_puts_back_grade_cells_deleted_or_stripped():
     ], changes
     empty = nbformat.v4.new_notebook()
     normalise(empty, release)
-    assert [c.metadata["nbgrader"]["grade_id"] for c in empty.cells] == ["test_f", "test_run"]
+    # every locked cell comes back too: the cell that trains what a test inspects
+    assert [c.metadata["nbgrader"]["grade_id"] for c in empty.cells] == [
+        "test_f",
+        "train",
+        "test_run",
+    ]
+
+
+def test_preflight_puts_back_a_deleted_locked_cell_before_a_retyped_one():
+    release = nbformat.v4.new_notebook(
+        cells=[
+            _cell("def f(): ...", "answer", grade=False, grade_id="answer", solution=True),
+            _cell("run = f()", "train", grade=False, grade_id="train", locked=True),
+            _cell("assert run", "test-run", grade=True, grade_id="test_run", locked=True, points=1),
+        ]
+    )
+    student = copy.deepcopy(release)
+    student.cells[1] = nbformat.v4.new_code_cell("run = True  # retyped")
+    changes = normalise(student, release)
+    assert "deleted locked cell 'train' put back" in changes
+    assert [c.source for c in student.cells] == [
+        "def f(): ...",
+        "run = f()",
+        "run = True  # retyped",
+        "assert run",
+    ]
 
 
 def test_preflight_refuses_a_notebook_that_is_a_link(tmp_path):
