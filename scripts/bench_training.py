@@ -63,7 +63,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision import transforms
 
 from labkit import ImageData, load_cifar10, seed_everything
-from labkit.train import BF16_MIN_SPEEDUP, choose_fast_path, fit, fuse_step, predict
+from labkit.fastpath import BF16_MIN_SPEEDUP, choose_fast_path, fuse_step
+from labkit.train import fit, predict
 
 ROOT = Path(__file__).resolve().parent.parent
 FULL_TRAIN, FULL_TEST, EPOCHS = 50_000, 10_000, 2
