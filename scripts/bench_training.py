@@ -28,7 +28,7 @@ saves of each training step); the time of one full 2-epoch CIFAR-10 run per mode
 (measured for ``--full-models``, estimated from the throughput otherwise, and labelled
 so); 2-epoch test accuracy of the kit's loop against the same loop in fp32 NCHW, same
 data and seed (full CIFAR-10 for ``--full-models``, a subset for the rest), over
-``--seeds`` seeds; the targets of issue 9; and the seconds the autograder takes for one
+``--seeds`` seeds; the kit's targets; and the seconds the autograder takes for one
 Day 4 submission (``scripts/bench_grading.py``'s, sandboxed). Timings are wall clock, in
 this process; the load average is printed next to them. On a machine that other jobs
 keep busy, torch's threads wait on each other and every number drops, the kit's loop
@@ -63,7 +63,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision import transforms
 
 from labkit import ImageData, load_cifar10, seed_everything
-from labkit.train import BF16_MIN_SPEEDUP, choose_fast_path, fit, fuse_step, predict
+from labkit.fastpath import BF16_MIN_SPEEDUP, choose_fast_path, fuse_step
+from labkit.train import fit, predict
 
 ROOT = Path(__file__).resolve().parent.parent
 FULL_TRAIN, FULL_TEST, EPOCHS = 50_000, 10_000, 2
@@ -512,7 +513,8 @@ def _check(label: str, ok: bool | None, detail: str) -> None:
     print(f"  {'?' if ok is None else '✔' if ok else '✘'} {label}: {detail}")
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None, device: torch.device) -> argparse.Namespace:
+    """The command line, with the defaults that depend on the device and on --quick filled in."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=list(MODELS))
     parser.add_argument("--steps", type=int, default=6, help="training batches per round")
@@ -551,19 +553,25 @@ def main(argv: list[str] | None = None) -> None:
         help="a smoke run: 2 steps of 16, 1 round, 2-epoch runs on 10 images per class, no Day 4",
     )
     args = parser.parse_args(argv)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if args.seeds is None:
         args.seeds = GPU_SEEDS if device.type == "cuda" and not args.quick else 1
     if args.seeds < 1:
         parser.error(f"--seeds {args.seeds}: run at least one seed")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.quick:
         args.steps, args.rounds, args.batch_size, args.infer = 2, 1, 16, 32
         args.full_models, args.subset, args.no_day04 = [], 10, True
     if args.full_models is None:
         args.full_models = list(MODELS) if device.type == "cuda" else ["lenet5", "resnet18-seed"]
+    return args
 
+
+def subset_size(args: argparse.Namespace) -> dict[str, int]:
+    """``load_cifar10``'s arguments for the labs' subset that ``--subset`` sizes."""
+    return {"train_per_class": args.subset, "test_per_class": max(10, args.subset // 3)}
+
+
+def print_setup(args: argparse.Namespace, device: torch.device) -> None:
+    """The header: the machine, and how each of the two loops computes."""
     fast = choose_fast_path(device)
     print(f"machine: {describe_machine(device)}")
     print(
@@ -579,14 +587,22 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.batch_size}, shuffle=True), fp32, NCHW"
     )
 
-    subset_size = {"train_per_class": args.subset, "test_per_class": max(10, args.subset // 3)}
-    data = load_cifar10(**({} if args.full_models else subset_size))
+
+def load_data(args: argparse.Namespace) -> ImageData:
+    """CIFAR-10, all of it if a model trains fully, else the subset; exits if too small."""
+    data = load_cifar10(**({} if args.full_models else subset_size(args)))
     print(f"data: {data.describe()}")
     if len(data.train_labels) < args.steps * args.batch_size:
         sys.exit(
             f"need {args.steps * args.batch_size} training images, have {len(data.train_labels)}"
         )
+    return data
 
+
+def print_throughput(
+    args: argparse.Namespace, data: ImageData, device: torch.device
+) -> dict[str, Speed]:
+    """== throughput: each model's training and inference images/s in both loops, and ratios."""
     print(
         f"\n== throughput, images/s: median of {args.rounds} rounds, each the seed-style loop "
         f"then the kit's; training {args.steps} batches of {args.batch_size}, inference "
@@ -612,7 +628,11 @@ def main(argv: list[str] | None = None) -> None:
             f"{speed.ratio('infer'):6.2f}x{speed.spread('infer'):>11}   ({load_average()})",
             flush=True,
         )
+    return speeds
 
+
+def print_ceiling(speeds: dict[str, Speed], device: torch.device) -> dict[str, float]:
+    """== the machine's ceiling: images/s at a large matmul's rate, and both loops' share of it."""
     rates = {p: matmul_rate(device, p) for p in ceiling_precisions(device)}
     fastest = max(rates, key=rates.get)
     print(
@@ -634,7 +654,11 @@ def main(argv: list[str] | None = None) -> None:
             f"{MODELS[key].label:28}{flops / 1e9:12.3f}{ceilings[key]:9.0f}"
             + "".join(f"{share:7.0%}" for share in shares)
         )
+    return ceilings
 
+
+def print_optimizer_steps(args: argparse.Namespace, device: torch.device) -> None:
+    """== one optimizer step: each lab's optimizer as built against fused, in ms."""
     print(
         f"\n== one optimizer step, ms: the lab's optimizer as built, and fused as fit steps it "
         f"(the same update in one kernel); random gradients, median of {args.rounds} rounds"
@@ -651,58 +675,64 @@ def main(argv: list[str] | None = None) -> None:
             flush=True,
         )
 
-    runs: dict[str, Comparison] = {}
-    if not args.no_accuracy:
-        # The other models train on the labs' fast subset, loaded as a lab loads it.
-        subset = load_cifar10(**subset_size) if args.full_models else data
-        gpu = device.type == "cuda"
-        tf32 = (
-            gpu
-            and torch.backends.cudnn.allow_tf32
-            and torch.cuda.get_device_capability(device)[0] >= 8
-        )
-        baseline = "fp32 NCHW" + (
-            " (its convolutions in TF32, PyTorch's default on this GPU)" if tf32 else ""
-        )
-        if args.seeds > 1:
-            error = "of the mean difference, from how much the seeds' differences vary"
-        else:
-            error = "from sampling the test images alone (one seed shows no training noise" + (
-                f", though on a GPU two runs of one seed already differ: use --seeds {GPU_SEEDS})"
-                if gpu
-                else ")"
-            )
-        print(
-            "\n== 2-epoch runs of the kit's loop as it chooses (fast) against the same loop in "
-            f"{baseline}: same data, seed and recipe (each lab's optimizer, batch size, "
-            f"augmentation); train + test images; {_seeds(args.seeds)}; times include fit's "
-            f"trial step. ± 1 SE: {error}"
-        )
-        print(
-            f"{'model':28}{'data':>16}{'kit chose':>10}{'fp32 acc':>10}{'fast acc':>10}"
-            f"{'diff':>8}{'± 1 SE':>8}{'fp32 time':>11}{'fast time':>11}"
-        )
-        for key in args.models:
-            full = key in args.full_models
-            on = data if full else subset
-            where = f"{len(on.train_labels):,} + {len(on.test_labels):,}"
-            slow, fast = [], []
-            for seed in range(args.seeds):
-                slow.append(train_run(key, on, device, seed, precision="fp32", channels_last=False))
-                fast.append(train_run(key, on, device, seed))
-            runs[key] = c = Comparison(slow, fast, measured=full)
-            per_seed = ", ".join(f"{d:+.1f}" for d in c.diffs) if args.seeds > 1 else ""
-            print(
-                f"{MODELS[key].label:28}{where:>16}{fast[0].precision:>10}"
-                f"{c.mean('slow', 'accuracy'):10.1%}{c.mean('fast', 'accuracy'):10.1%}"
-                f"{c.diff:+7.1f}p{c.standard_error:7.1f}p"
-                f"{_seconds(c.mean('slow', 'seconds')):>11}"
-                f"{_seconds(c.mean('fast', 'seconds')):>11}"
-                + (f"   (seeds: {per_seed})" if per_seed else "")
-                + f"   ({load_average()})",
-                flush=True,
-            )
 
+def print_accuracy(
+    args: argparse.Namespace, data: ImageData, device: torch.device
+) -> dict[str, Comparison]:
+    """== 2-epoch runs: the kit's loop as it chooses against fp32 NCHW, accuracy and time."""
+    # The other models train on the labs' fast subset, loaded as a lab loads it.
+    subset = load_cifar10(**subset_size(args)) if args.full_models else data
+    gpu = device.type == "cuda"
+    tf32 = (
+        gpu and torch.backends.cudnn.allow_tf32 and torch.cuda.get_device_capability(device)[0] >= 8
+    )
+    baseline = "fp32 NCHW" + (
+        " (its convolutions in TF32, PyTorch's default on this GPU)" if tf32 else ""
+    )
+    if args.seeds > 1:
+        error = "of the mean difference, from how much the seeds' differences vary"
+    else:
+        error = "from sampling the test images alone (one seed shows no training noise" + (
+            f", though on a GPU two runs of one seed already differ: use --seeds {GPU_SEEDS})"
+            if gpu
+            else ")"
+        )
+    print(
+        "\n== 2-epoch runs of the kit's loop as it chooses (fast) against the same loop in "
+        f"{baseline}: same data, seed and recipe (each lab's optimizer, batch size, "
+        f"augmentation); train + test images; {_seeds(args.seeds)}; times include fit's "
+        f"trial step. ± 1 SE: {error}"
+    )
+    print(
+        f"{'model':28}{'data':>16}{'kit chose':>10}{'fp32 acc':>10}{'fast acc':>10}"
+        f"{'diff':>8}{'± 1 SE':>8}{'fp32 time':>11}{'fast time':>11}"
+    )
+    runs: dict[str, Comparison] = {}
+    for key in args.models:
+        full = key in args.full_models
+        on = data if full else subset
+        where = f"{len(on.train_labels):,} + {len(on.test_labels):,}"
+        slow, fast = [], []
+        for seed in range(args.seeds):
+            slow.append(train_run(key, on, device, seed, precision="fp32", channels_last=False))
+            fast.append(train_run(key, on, device, seed))
+        runs[key] = c = Comparison(slow, fast, measured=full)
+        per_seed = ", ".join(f"{d:+.1f}" for d in c.diffs) if args.seeds > 1 else ""
+        print(
+            f"{MODELS[key].label:28}{where:>16}{fast[0].precision:>10}"
+            f"{c.mean('slow', 'accuracy'):10.1%}{c.mean('fast', 'accuracy'):10.1%}"
+            f"{c.diff:+7.1f}p{c.standard_error:7.1f}p"
+            f"{_seconds(c.mean('slow', 'seconds')):>11}"
+            f"{_seconds(c.mean('fast', 'seconds')):>11}"
+            + (f"   (seeds: {per_seed})" if per_seed else "")
+            + f"   ({load_average()})",
+            flush=True,
+        )
+    return runs
+
+
+def print_full_runs(speeds: dict[str, Speed], runs: dict[str, Comparison]) -> dict[str, float]:
+    """== one full 2-epoch CIFAR-10 run per model, measured or estimated; the kit's seconds."""
     print(
         f"\n== one full {EPOCHS}-epoch CIFAR-10 run ({FULL_TRAIN:,} train images per epoch, "
         f"{FULL_TEST:,} test images after each): measured where marked, else estimated "
@@ -720,8 +750,19 @@ def main(argv: list[str] | None = None) -> None:
         fp32 = f"{_seconds(c.mean('slow', 'seconds'))} measured" if measured else "-"
         totals[key] = kit_seconds
         print(f"{MODELS[key].label:28}{_seconds(seed_est) + ' est.':>22}{kit:>22}{fp32:>22}")
+    return totals
 
-    print(f"\n== issue 9 targets ({load_average()})")
+
+def print_targets(
+    args: argparse.Namespace,
+    device: torch.device,
+    speeds: dict[str, Speed],
+    ceilings: dict[str, float],
+    runs: dict[str, Comparison],
+    totals: dict[str, float],
+) -> None:
+    """== the kit's targets: training ratios, accuracy, the seed ResNet-18's GPU time."""
+    print(f"\n== the kit's targets ({load_average()})")
     targets = {"resnet18-cifar": 2.5, "vgg16-bn": 1.8}
     for key, need in targets.items():
         if key in speeds and device.type == "cpu":
@@ -749,6 +790,21 @@ def main(argv: list[str] | None = None) -> None:
     else:
         print("  - seed ResNet-18, 2 full epochs under 15 s on an H100: not measured (no GPU here)")
 
+
+def main(argv: list[str] | None = None) -> None:
+    """Each section in turn, as the module docstring lists them."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    args = parse_args(argv, device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print_setup(args, device)
+    data = load_data(args)
+    speeds = print_throughput(args, data, device)
+    ceilings = print_ceiling(speeds, device)
+    print_optimizer_steps(args, device)
+    runs = {} if args.no_accuracy else print_accuracy(args, data, device)
+    totals = print_full_runs(speeds, runs)
+    print_targets(args, device, speeds, ceilings, runs, totals)
     if not args.no_day04:
         day04()
 
