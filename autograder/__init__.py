@@ -1,14 +1,15 @@
 """Checks, targets and the grading driver for the labs.
 
 Every check is a pure function that returns a list of readable problems; ``[]``
-means pass. Test cells read ``assert not problems, report(problems)``.
+means pass. Test cells read ``assert not problems, report(problems)``; hidden tests run
+inside a function (``@hidden_test``) so that their inputs stay out of the notebook.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-__all__ = ["report"]
+__all__ = ["hidden_test", "report"]
 
 
 def report(problems: Sequence[str]) -> str:
@@ -17,3 +18,12 @@ def report(problems: Sequence[str]) -> str:
     lines = [f"{count} problem{'' if count == 1 else 's'} found:"]
     lines += [f"- {problem}" for problem in problems]
     return "\n".join(lines)
+
+
+def hidden_test(test: Callable[[], object]) -> None:
+    """Run a hidden test at once, as a decorator: ``@hidden_test`` over ``def _hidden():``.
+
+    The test's inputs and targets are the function's locals, so they never become names
+    in the notebook, where student code called by the test could find them; the
+    function itself is never bound to a name either (``_hidden`` ends up ``None``)."""
+    test()
