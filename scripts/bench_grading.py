@@ -1,4 +1,4 @@
-"""Grade the hostile corpus (tests/grading/hostile_corpus.py) and say how grading held up.
+"""Grade the hostile corpus (tests/grading/hostile/) and say how grading held up.
 
     .venv/bin/python scripts/bench_grading.py [--runs 2] [--day04] [--keep]
 
@@ -31,7 +31,7 @@ from autograder.grading import sandbox  # noqa: E402
 from autograder.grading.course import REPO_ROOT, generate_release, make_course_root  # noqa: E402
 from autograder.grading.grade import Result, grade_assignment  # noqa: E402
 from autograder.grading.samples import answered  # noqa: E402
-from tests.grading.hostile_corpus import (  # noqa: E402
+from tests.grading.hostile import (  # noqa: E402
     ASSIGNMENT,
     CORPUS,
     PROBE,

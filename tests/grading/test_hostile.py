@@ -1,9 +1,9 @@
 """Grading survives hostile and broken submissions.
 
-The corpus (``tests/grading/hostile_corpus.py``) holds broken, tampering, cheating and corrupt
-submissions of the fast probe lab, and valid ones written in different styles. It is
-graded once, sandboxed, with short caps; every entry is then checked against what it
-expects. The valid submissions and a few others are graded a second time in the same
+The corpus (``tests/grading/hostile/``, one module per category) holds broken, tampering,
+cheating and corrupt submissions of the fast probe lab, and valid ones written in different
+styles. It is graded once, sandboxed, with short caps; every entry is then checked against
+what it expects. The valid submissions and a few others are graded a second time in the same
 course folder: nothing may move.
 """
 
@@ -34,8 +34,9 @@ from autograder.grading.grade import GRADED, TAMPERED, format_results, grade_ass
 from autograder.grading.preflight import normalise, prepare_submission
 from autograder.grading.samples import answered
 from autograder.grading.scan import scan_notebook
-from tests.grading.hostile_corpus import (
+from tests.grading.hostile import (
     ASSIGNMENT,
+    CATEGORIES,
     CORPUS,
     NOTEBOOK,
     PROBE,
@@ -62,7 +63,7 @@ REGRADED = (
     "exec-nan-loss",
     "corrupt-truncated-json",
 )
-# Every kind of submission the issue lists, and the entry that covers it.
+# Every kind of submission the corpus must cover, and the entry that covers it.
 REQUIRED = {
     "infinite loop": "exec-infinite-loop",
     "a loop that swallows KeyboardInterrupt": "exec-swallows-interrupt",
@@ -155,13 +156,9 @@ def test_corpus_covers_every_kind_of_submission():
     assert len(bad) >= 30 and len(valid) >= 3, (len(bad), len(valid))
     missing = {kind: name for kind, name in REQUIRED.items() if name not in names}
     assert not missing, f"no corpus entry for: {missing}"
-    assert {e.category for e in CORPUS} == {
-        "valid",
-        "execution",
-        "tampering",
-        "cheating",
-        "corrupt",
-    }
+    # Every listed category module holds entries; a new category needs listing only there.
+    assert {e.category for e in CORPUS} == set(CATEGORIES)
+    assert {"valid", "execution", "tampering", "cheating", "corrupt"} <= set(CATEGORIES)
 
 
 @pytest.mark.parametrize(
