@@ -331,14 +331,8 @@ class SizeCase:
     dilation: int = 1
 
     def call(self) -> str:
-        extra = "".join(
-            f", {name}={value}"
-            for name, value, default in (
-                ("stride", self.stride, 1),
-                ("padding", self.padding, 0),
-                ("dilation", self.dilation, 1),
-            )
-            if value != default
+        extra = student.non_default_keywords(
+            ("stride", self.stride, 1), ("padding", self.padding, 0), ("dilation", self.dilation, 1)
         )
         return f"conv_output_size({self.size}, {self.kernel_size}{extra})"
 

@@ -110,14 +110,8 @@ class MultiplicationCase:
 
     @property
     def call(self) -> str:
-        options = "".join(
-            f", {name}={value}"
-            for name, value, default in (
-                ("stride", self.stride, 1),
-                ("padding", self.padding, 0),
-                ("groups", self.groups, 1),
-            )
-            if value != default
+        options = student.non_default_keywords(
+            ("stride", self.stride, 1), ("padding", self.padding, 0), ("groups", self.groups, 1)
         )
         conv = f"Conv2d({self.in_channels}, {self.out_channels}, {self.kernel_size}{options})"
         return f"conv_multiplications({conv}, {self.height}, {self.width})"

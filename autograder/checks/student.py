@@ -26,6 +26,7 @@ __all__ = [
     "forbidden",
     "int_problem",
     "is_stub",
+    "non_default_keywords",
     "stub_problem",
 ]
 
@@ -120,3 +121,10 @@ def first_failures(per_case: Iterable[list[str]], limit: int = MAX_REPORTED) -> 
                 problems += found
     more = failing - limit
     return problems + ([f"... and {more} more case(s) fail."] if more > 0 else [])
+
+
+def non_default_keywords(*options: tuple[str, object, object]) -> str:
+    """``", stride=2, padding=1"``: each ``(name, value, default)`` whose value is not its
+    default, written as a call's keyword argument, so that a problem names the call as a
+    student would write it."""
+    return "".join(f", {name}={value}" for name, value, default in options if value != default)
