@@ -7,8 +7,9 @@ report. Matching the hidden lines in the output and redacting them cannot keep u
 with the encodings, so feedback keeps only what the check itself wrote:
 
 * ``KeepCheckReports``: a graded test cell (nbgrader ``grade``, not ``solution``) shows
-  its error (exception name and message: the check's ``report(...)``) and its own pass
-  line (the one ``print("✔ ...")`` in its source), nothing else it printed or displayed;
+  its error (exception name and message: the check's ``report(...)``) or, when it
+  passed, its own pass line (what the ``print("✔ ...")`` in its source prints), nothing
+  else it printed or displayed;
 * ``find_leaks``: the hidden test lines found in a notebook's outputs once the text is
   normalised (Unicode NFKC; invisible, control and combining characters and ANSI escape
   sequences removed; HTML entities unescaped until nothing changes; whitespace
@@ -195,10 +196,20 @@ def pass_line_patterns(source: str) -> list[re.Pattern[str]]:
     return patterns
 
 
+def _error(name: str, message: str) -> NotebookNode:
+    """An error output that is only ``name: message``: no traceback lines, where code
+    around the failing line could show."""
+    return nbformat.v4.new_output(
+        "error", ename=name, evalue=message, traceback=[f"{name}: {message}"]
+    )
+
+
 def check_report(cell: NotebookNode) -> list[NotebookNode]:
-    """What feedback shows of graded test cell ``cell``: its pass line, when exactly one
-    printed line fits the cell's own ``print("✔ ...")`` (a second one is a forgery: then
-    neither is shown), and its error as ``name: message``."""
+    """What feedback shows of graded test cell ``cell``: its error as ``name: message``,
+    or, when it raised none, its pass line. Student code can print a line that looks
+    like the pass line, so one is shown only when exactly one printed line fits the
+    cell's own ``print("✔ ...")`` (a second one is a forgery) and the cell did not
+    raise (a lone one may be a forgery printed before the check failed)."""
     patterns = pass_line_patterns(cell.source)
     printed = "".join(
         o.get("text", "")
@@ -206,20 +217,14 @@ def check_report(cell: NotebookNode) -> list[NotebookNode]:
         if o.get("output_type") == "stream" and o.get("name") == "stdout"
     )
     passes = [line for line in printed.splitlines() if any(p.fullmatch(line) for p in patterns)]
-    report = (
-        [nbformat.v4.new_output("stream", name="stdout", text=passes[0] + "\n")]
-        if len(passes) == 1
-        else []
-    )
-    for output in cell.get("outputs", []):
-        if output.get("output_type") == "error":
-            name, message = str(output.get("ename", "")), str(output.get("evalue", ""))
-            report.append(
-                nbformat.v4.new_output(
-                    "error", ename=name, evalue=message, traceback=[f"{name}: {message}"]
-                )
-            )
-    return report
+    errors = [
+        _error(str(o.get("ename", "")), str(o.get("evalue", "")))
+        for o in cell.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
+    if errors or len(passes) != 1:
+        return errors
+    return [nbformat.v4.new_output("stream", name="stdout", text=passes[0] + "\n")]
 
 
 class KeepCheckReports(Preprocessor):

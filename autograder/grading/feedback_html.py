@@ -145,13 +145,13 @@ def seal_page(page: str, grades: Mapping) -> str:
         "<p>Written by the grader from the gradebook. Everything below is the notebook as "
         "it was graded: nothing in it can change this score.</p></header>"
     )
-    head_end = page.index("</head>")
+    head, head_end = re.search(r"<head[^>]*>", page), page.find("</head>")
+    body = re.search(r"<body[^>]*>", page)
+    if head is None or body is None or not head.end() <= head_end < body.start():
+        raise ValueError("feedback page without <head>...</head> before <body>: template changed?")
+    page = page[: body.end()] + header + page[body.end() :]
     page = f"{page[:head_end]}<style>{_HEADER_CSS}</style>{page[head_end:]}"
     body = re.search(r"<body[^>]*>", page)
-    head = re.search(r"<head[^>]*>", page)
-    if body is None or head is None or head.end() > body.start():
-        raise ValueError("feedback page without <head> before <body>: template changed?")
-    page = page[: body.end()] + header + page[body.end() :]
     hashes = [
         "'sha256-" + base64.b64encode(hashlib.sha256(css.encode()).digest()).decode() + "'"
         for css in _STYLE.findall(page[: body.start()])
