@@ -90,7 +90,7 @@ def _no_markup(pattern: str):
     def check(outcome: Outcome) -> list[str]:
         page = outcome.root / "feedback" / outcome.entry.name / ASSIGNMENT / NOTEBOOK
         found = re.findall(pattern, page.with_suffix(".html").read_text(encoding="utf-8"))
-        return [f"the feedback page has {found[:3]}"] if found else []
+        return [f"the feedback page has {[m[-80:] for m in found[:3]]}"] if found else []
 
     return check
 
