@@ -63,6 +63,10 @@ _TAG = re.compile(r"<[^<>]*>")
 _INVISIBLE_CATEGORIES = frozenset({"Cf", "Cc", "Mn", "Me"})
 _FILLERS = frozenset("\u115f\u1160\u3164\uffa0")
 _PLACEHOLDER = ".{0,120}"  # a value formatted into a pass line
+_PIXELS = frozenset({"image/png", "image/jpeg"})
+# More text than this in one cell's outputs is not decoded (64 rounds of it would stall
+# the grader): it is withheld as if it quoted the hidden tests.
+_MAX_TEXT = 10_000_000
 
 
 def _visible(char: str) -> bool:
@@ -117,13 +121,15 @@ def hidden_lines(nb: NotebookNode) -> set[str]:
 
 
 def _strings(value: object) -> Iterator[str]:
-    """Every string in an output: values, and keys too (metadata can carry text)."""
+    """Every string in an output: values, and keys too (metadata can carry text); not
+    PNG or JPEG data, which the page shows as pixels (and only when it is base64)."""
     if isinstance(value, str):
         yield value
     elif isinstance(value, dict):
         for key, item in value.items():
             yield str(key)
-            yield from _strings(item)
+            if key not in _PIXELS:
+                yield from _strings(item)
     elif isinstance(value, list):
         for item in value:
             yield from _strings(item)
@@ -144,6 +150,9 @@ def find_leaks(nb: NotebookNode) -> list[str]:
     for index, cell in enumerate(nb.cells):
         raw = "\n".join(_strings([dict(o) for o in cell.get("outputs", [])]))
         if not raw:
+            continue
+        if len(raw) > _MAX_TEXT:
+            problems.append(f"{_cell_name(cell, index)} prints more than {_MAX_TEXT:,} characters")
             continue
         texts = [normalise(raw), normalise(_TAG.sub("", html.unescape(raw)))]
         if None in texts:

@@ -157,6 +157,15 @@ def test_a_hidden_line_in_any_output_of_any_cell_is_found(output):
     assert find_leaks(_notebook(_test_cell(), student)) == ["cell 2 quotes 1 hidden test line"]
 
 
+def test_pixels_are_not_read_but_a_flood_of_text_is_withheld():
+    plot = nbformat.v4.new_output("display_data", data={"image/png": PNG * 200_000})
+    assert find_leaks(_notebook(_test_cell(), nbformat.v4.new_code_cell("", outputs=[plot]))) == []
+    flood = _stdout("x" * 10_000_001)
+    assert find_leaks(_notebook(_test_cell(flood))) == [
+        "cell 1 (test_answer) prints more than 10,000,000 characters"
+    ]
+
+
 def test_public_lines_and_student_made_hidden_regions_are_not_secrets():
     public = _stdout("problems = check(answer)\nassert not problems, report(problems)\n")
     fake = nbformat.v4.new_code_cell(
