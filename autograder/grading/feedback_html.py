@@ -53,9 +53,12 @@ _HEADER_CSS = (
 
 
 def _url_allowed(element: str, attribute: str, value: str) -> str | None:
-    """nh3's attribute filter: ``data:`` URLs only as inline images, nothing else."""
+    """nh3's attribute filter: an image only inline (a remote one would tell a server
+    who opened the page), and ``data:`` URLs only as such images."""
+    if element == "img" and attribute == "src":
+        return value if _INLINE_IMAGE.fullmatch(value.strip()) else None
     if attribute in {"src", "href", "cite"} and value.strip().lower().startswith("data:"):
-        return value if element == "img" and _INLINE_IMAGE.fullmatch(value.strip()) else None
+        return None
     return value
 
 

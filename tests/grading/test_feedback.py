@@ -238,6 +238,7 @@ PNG = (
         ('<a href="javascript:alert(1)">ok</a>', '<a rel="noopener noreferrer">ok</a>'),
         ('<div style="position:fixed" class="panel-heading" id="top">ok</div>', "<div>ok</div>"),
         ('<img src="../../etc/passwd">', "<img>"),
+        ('<img src="https://tracker.example/pixel.png?who=you">', "<img>"),
         ('<a href="data:text/html,<script>alert(1)</script>">ok</a>', "<a "),
         ("<svg onload=alert(1)><circle/></svg>ok", "ok"),
         ("ok<!-- the rest of the page", "ok"),
@@ -246,7 +247,17 @@ PNG = (
 def test_clean_html_removes_what_runs_loads_or_restyles(attack, left):
     cleaned = clean_html(attack)
     assert cleaned.startswith(left), cleaned
-    for word in ("script", "style", "iframe", "onerror", "javascript", "passwd", "data:", "<!--"):
+    for word in (
+        "script",
+        "style",
+        "iframe",
+        "onerror",
+        "javascript",
+        "passwd",
+        "data:",
+        "<!--",
+        "http",
+    ):
         assert word not in cleaned.replace("noopener", ""), cleaned
 
 

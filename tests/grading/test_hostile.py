@@ -1,10 +1,11 @@
 """Grading survives hostile and broken submissions.
 
 The corpus (``tests/grading/hostile/``, one module per category) holds broken, tampering,
-cheating and corrupt submissions of the fast probe lab, and valid ones written in different
-styles. It is graded once, sandboxed, with short caps; every entry is then checked against
-what it expects. The valid submissions and a few others are graded a second time in the same
-course folder: nothing may move.
+cheating and corrupt submissions of the fast probe lab, submissions that attack the feedback
+or whoever reads it, and valid ones written in different styles. It is graded once,
+sandboxed, with short caps; every entry is then checked against what it expects. The valid
+submissions and a few others are graded a second time in the same course folder: nothing
+may move.
 """
 
 from __future__ import annotations
