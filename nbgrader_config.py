@@ -16,7 +16,8 @@ from nbgrader.preprocessors import (
     LimitOutput,
 )
 
-from autograder.grading.feedback import RedactHiddenOutputs
+from autograder.grading.feedback import KeepCheckReports, WithholdLeakedFeedback
+from autograder.grading.feedback_html import FeedbackExporter, SanitiseStudentContent
 from autograder.grading.scoring import RecordOutcome, ScoreByOutcome
 
 c = get_config()  # noqa: F821 (nbgrader injects get_config)
@@ -78,11 +79,19 @@ c.Autograde.autograde_preprocessors = [
 # instead of aborting the batch.
 c.OverwriteCells.add_missing_cells = True
 
-# Feedback never shows hidden tests: not in outputs (RedactHiddenOutputs reads
-# them from the cells first), not in sources (ClearHiddenTests).
+# Feedback never shows hidden tests and cannot harm its reader: a notebook whose
+# outputs quote hidden tests becomes a notice (WithholdLeakedFeedback reads them from
+# the cells first; the driver deletes its page and flags it), a graded test cell shows
+# only its check's report and pass line (KeepCheckReports), hidden tests leave the
+# sources (ClearHiddenTests), student HTML is sanitised (SanitiseStudentContent, and
+# FeedbackExporter for markdown), and the page gets a Content-Security-Policy and the
+# grader's own score header (FeedbackExporter). autograder/grading/feedback*.py say why.
+c.GenerateFeedback.exporter_class = FeedbackExporter
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
-    RedactHiddenOutputs,
+    WithholdLeakedFeedback,
+    KeepCheckReports,
     ClearHiddenTests,
+    SanitiseStudentContent,
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]

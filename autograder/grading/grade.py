@@ -12,7 +12,10 @@ For each ``submitted/<student>/<assignment>/`` the driver:
 5. records its own status beside nbgrader's score, so that an ungraded or stale
    submission never looks like a real 0 or a real grade.
 
-Feedback is generated with hidden tests removed from sources and outputs.
+Feedback is generated with hidden tests removed from sources, test cells reduced to
+their checks' reports, and student HTML sanitised (``autograder.grading.feedback``,
+``autograder.grading.feedback_html``). A notebook whose outputs quote hidden tests,
+however re-encoded, gets no feedback file and is flagged for review.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import subprocess
 import tempfile
 import time
 import unicodedata
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import nbformat
@@ -33,6 +36,7 @@ from nbgrader.api import Gradebook, MissingEntry
 
 from autograder.grading import sandbox
 from autograder.grading.course import REPO_ROOT, generate_release, nbgrader, notebook_names
+from autograder.grading.feedback import find_leaks
 from autograder.grading.preflight import prepare_submission
 from autograder.grading.scan import scan_notebook
 
@@ -271,8 +275,31 @@ def grade_assignment(
         run = nbgrader(["generate_feedback", assignment, "--force"], root)
         if run.returncode != 0:
             print(f"  feedback: nbgrader generate_feedback failed: {last_error(run.stderr)}")
+    results = [_withhold_leaking_feedback(assignment, root, expected, r) for r in results]
     _write_records(assignment, root, results)
     return results
+
+
+def _withhold_leaking_feedback(
+    assignment: str, root: Path, expected: list[str], result: Result
+) -> Result:
+    """Delete the feedback of each autograded notebook whose outputs quote hidden tests
+    (however re-encoded), and flag it first: feedback must never carry them, and an
+    instructor should know who tried."""
+    flags = []
+    for name in expected:
+        autograded = Path("autograded") / result.student / assignment / name
+        if not (root / autograded).exists():
+            continue
+        try:
+            leaks = find_leaks(nbformat.read(root / autograded, as_version=4))
+        except Exception as error:  # unreadable: nbgrader could not have shown it safely
+            leaks = [f"it could not be read to look for hidden tests ({type(error).__name__})"]
+        if leaks:
+            page = root / "feedback" / result.student / assignment / Path(name).with_suffix(".html")
+            page.unlink(missing_ok=True)
+            flags.append(f"{name}: no feedback written: {'; '.join(leaks)}; review {autograded}")
+    return replace(result, flags=(*flags, *result.flags)) if flags else result
 
 
 def _write_records(assignment: str, root: Path, results: list[Result]) -> None:

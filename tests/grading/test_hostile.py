@@ -1,10 +1,11 @@
 """Grading survives hostile and broken submissions.
 
 The corpus (``tests/grading/hostile/``, one module per category) holds broken, tampering,
-cheating and corrupt submissions of the fast probe lab, and valid ones written in different
-styles. It is graded once, sandboxed, with short caps; every entry is then checked against
-what it expects. The valid submissions and a few others are graded a second time in the same
-course folder: nothing may move.
+cheating and corrupt submissions of the fast probe lab, submissions that attack the feedback
+or whoever reads it, and valid ones written in different styles. It is graded once,
+sandboxed, with short caps; every entry is then checked against what it expects. The valid
+submissions and a few others are graded a second time in the same course folder: nothing
+may move.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from autograder.grading.course import (
     make_course_root,
     notebook_names,
 )
-from autograder.grading.feedback import REDACTED, RedactHiddenOutputs
+from autograder.grading.feedback import WITHHELD, KeepCheckReports, WithholdLeakedFeedback
 from autograder.grading.grade import GRADED, TAMPERED, format_results, grade_assignment, last_error
 from autograder.grading.preflight import normalise, prepare_submission
 from autograder.grading.samples import answered
@@ -94,6 +95,15 @@ REQUIRED = {
     "a wrong kernel": "corrupt-wrong-kernel",
     "an empty notebook": "corrupt-empty-notebook",
     "a wrong file name": "corrupt-wrong-name",
+    "hidden tests printed with zero-width characters": "feedback-hidden-zero-width",
+    "hidden tests displayed as HTML entities": "feedback-hidden-html-entities",
+    "hidden tests raised with ANSI codes": "feedback-hidden-ansi",
+    "a test cell flooded with student output": "feedback-chatty-test",
+    "a forged pass line": "feedback-forged-pass-line",
+    "<script> in a markdown cell": "feedback-script",
+    "<iframe src=file:...> in an HTML output": "feedback-iframe-file",
+    "a <style> hiding the failing test behind a fake score": "feedback-style-fake-score",
+    "an onerror= handler on an img": "feedback-img-onerror",
 }
 
 
@@ -158,7 +168,7 @@ def test_corpus_covers_every_kind_of_submission():
     assert not missing, f"no corpus entry for: {missing}"
     # Every listed category module holds entries; a new category needs listing only there.
     assert {e.category for e in CORPUS} == set(CATEGORIES)
-    assert {"valid", "execution", "tampering", "cheating", "corrupt"} <= set(CATEGORIES)
+    assert {"valid", "execution", "tampering", "cheating", "corrupt", "feedback"} <= set(CATEGORIES)
 
 
 @pytest.mark.parametrize(
@@ -296,23 +306,22 @@ def _cell(source: str, cell_id: str, **nbgrader) -> nbformat.NotebookNode:
     return cell
 
 
-def test_feedback_redaction_runs_when_registered_as_a_class():
-    """nbconvert runs a preprocessor only if enabled; by class, ours once was not."""
-    test = _cell(
-        "assert ok\n### BEGIN HIDDEN TESTS\nassert secret_answer() == 42\n### END HIDDEN TESTS",
-        "t",
-        grade=True,
-        grade_id="t",
-        locked=True,
-        points=1,
-    )
-    leak = "### BEGIN HIDDEN TESTS\nassert secret_answer() == 42\nok\n"
-    test.outputs = [nbformat.v4.new_output("stream", name="stdout", text=leak)]
-    nb = nbformat.v4.new_notebook(cells=[test])
+def _export(nb: nbformat.NotebookNode, *preprocessors: type) -> nbformat.NotebookNode:
     exporter = NotebookExporter()
-    exporter.register_preprocessor(RedactHiddenOutputs)
-    shown = nbformat.reads(exporter.from_notebook_node(nb)[0], as_version=4).cells[0].outputs
-    assert shown[0].text == f"{REDACTED}\n{REDACTED}\nok\n"
+    for preprocessor in preprocessors:
+        exporter.register_preprocessor(preprocessor)
+    return nbformat.reads(exporter.from_notebook_node(nb)[0], as_version=4)
+
+
+def test_feedback_preprocessors_run_when_registered_as_classes():
+    """nbconvert runs a preprocessor only if enabled; by class, ours once was not."""
+    source = 'assert ok\nprint("✔ ok")\n### BEGIN HIDDEN TESTS\nassert secret_answer() == 42\n'
+    test = _cell(source + "### END HIDDEN TESTS", "t", grade=True, grade_id="t", points=1)
+    test.outputs = [nbformat.v4.new_output("stream", name="stdout", text="chatter\n✔ ok\n")]
+    nb = nbformat.v4.new_notebook(cells=[test])
+    assert _export(nb, KeepCheckReports).cells[0].outputs[0].text == "✔ ok\n"
+    test.outputs[0].text += "assert secret_answer() == 42\n"
+    assert _export(nb, WithholdLeakedFeedback).cells[0].source == WITHHELD
 
 
 def test_preflight_puts_back_grade_cells_deleted_or_stripped():

@@ -16,7 +16,8 @@ only when it succeeded; the marker must not appear in the autograded notebook's 
 This module holds what the entries share: the lab, the entry and expectation records,
 the helpers that build notebooks, a few answers used by several categories, and the
 registry. The entries live one module per category (``valid``, ``execution``,
-``tampering``, ``cheating``, ``corrupt``), each builder right above the entry that uses it:
+``tampering``, ``cheating``, ``corrupt``, ``feedback``), each builder right above the entry
+that uses it:
 a module makes ``CATEGORY = Category("<name>")`` and calls ``CATEGORY.add(...)`` per entry.
 ``CORPUS`` is every entry of the modules listed in ``CATEGORIES``, in that order; a new
 entry goes into its category's module, a new category is a new module listed there.
@@ -40,6 +41,7 @@ import nbformat
 from nbformat import NotebookNode
 
 from autograder.grading.course import split_regions
+from autograder.grading.feedback import normalise
 from autograder.grading.grade import GRADED, TAMPERED, Result
 from autograder.grading.samples import answered
 
@@ -126,6 +128,8 @@ class Expected:
     ``flagged``: True, it must be flagged for review; False, it must not; None, either.
     ``cheats_for``: the cells a cheat aims at; getting all of them unflagged is a false pass.
     ``markers``: printed only by an attack that worked; none may be in the outputs.
+    ``feedback``: True, a feedback page must be written; False, none may be; None, either.
+    ``flag``: words one of its flags must contain (a flag the driver, not the scan, raises).
     """
 
     status: str
@@ -135,6 +139,8 @@ class Expected:
     markers: tuple[str, ...] = ()
     quarantined: tuple[str, ...] = ()
     detail: str = ""
+    feedback: bool | None = None
+    flag: str = ""
     checks: tuple[Callable[[Outcome], list[str]], ...] = ()
 
 
@@ -159,6 +165,8 @@ class Entry:
             words.append("no " + ", ".join(e.markers))
         if e.quarantined:
             words.append("quarantined " + ", ".join(e.quarantined))
+        if e.feedback is False:
+            words.append("no feedback")
         return ", ".join(words)
 
 
@@ -173,6 +181,7 @@ class Outcome:
     outputs: str  # every output of the autograded notebook, as text
     feedback: str  # the feedback HTML, unescaped ("" when none)
     root: Path
+    has_feedback: bool = False  # whether a feedback page was written
 
     @property
     def actual(self) -> str:
@@ -184,6 +193,8 @@ class Outcome:
             words.append(f"{sum(self.scores.values()):g}/{self.max_score:g}")
         if self.result.flags:
             words.append(f"flagged ({len(self.result.flags)})")
+        if not self.has_feedback:
+            words.append("no feedback")
         return ", ".join(words)
 
 
@@ -282,7 +293,7 @@ class Category:
 
 # The category modules, in corpus order; each makes ``CATEGORY = Category(<its name>)``.
 # They import from this module, so the list is read once everything above is defined.
-CATEGORIES = ("valid", "execution", "tampering", "cheating", "corrupt")
+CATEGORIES = ("valid", "execution", "tampering", "cheating", "corrupt", "feedback")
 
 
 def _load_corpus() -> list[Entry]:
@@ -363,6 +374,7 @@ def read_outcome(entry: Entry, root: Path, results: Mapping[str, Result]) -> Out
         outputs=_outputs_text(root / "autograded" / entry.name / ASSIGNMENT / NOTEBOOK),
         feedback=html.unescape(feedback.read_text(encoding="utf-8")) if feedback.exists() else "",
         root=root,
+        has_feedback=feedback.exists(),
     )
 
 
@@ -436,7 +448,15 @@ def judge(outcome: Outcome, hidden: set[str]) -> list[str]:
         problems.append(f"not in quarantine: {missing}")
     if want.detail and want.detail not in result.detail:
         problems.append(f"detail {result.detail!r} does not say {want.detail!r}")
-    leaked = [line for line in hidden if line in outcome.feedback]
+    if want.feedback is True and not outcome.has_feedback:
+        problems.append("no feedback page was written")
+    if want.feedback is False and outcome.has_feedback:
+        problems.append("a feedback page was written")
+    if want.flag and not any(want.flag in flag for flag in result.flags):
+        problems.append(f"no flag says {want.flag!r}: {list(result.flags)}")
+    # re-encoded too: invisible characters, entities, ANSI codes
+    shown = normalise(outcome.feedback) or ""
+    leaked = [line for line in hidden if line in outcome.feedback or normalise(line) in shown]
     if leaked or "HIDDEN TESTS" in outcome.feedback:
         problems.append(f"the feedback shows hidden tests: {leaked[:2]}")
     for check in want.checks:
