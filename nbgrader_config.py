@@ -50,7 +50,12 @@ c.Execute.timeout_func = timeout_for_cell
 c.Execute.raise_on_iopub_timeout = False
 # A failing assert shows only "AssertionError: <message>", never the lines of
 # test source around it: hidden tests stay hidden, so every assert carries a message.
-c.Execute.extra_arguments = ["--InteractiveShell.xmode=Minimal"]
+# The guard (autograder/grading/guard.py) keeps it so, and puts back whatever student
+# code replaces of what the checks rely on, and says so.
+c.Execute.extra_arguments = [
+    "--InteractiveShell.xmode=Minimal",
+    "--IPKernelApp.extensions=autograder.grading.guard",
+]
 c.LimitOutput.max_lines = 1000
 # Every output is in once the last cell has run: stop the kernel at once instead of
 # waiting up to 5 s for a graceful exit (a sandboxed kernel took 2.5 s, every student).

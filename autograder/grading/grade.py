@@ -4,7 +4,8 @@ For each ``submitted/<student>/<assignment>/`` the driver:
 
 1. archives and normalises the submission (``autograder.grading.preflight``); a file that
    is not a notebook is reported ``invalid`` and kept;
-2. flags code that reaches for the grader (``autograder.grading.scan``);
+2. flags code that reaches for the grader (``autograder.grading.scan``), and afterwards
+   what the kernel's guard saw change (``autograder.grading.guard``);
 3. runs ``nbgrader autograde`` for that student alone, in its own process, under
    a wall-clock cap, with the kernel inside bubblewrap (``autograder.grading.sandbox``);
 4. checks the gradebook: scores of other students must not move, and the
@@ -39,6 +40,7 @@ from autograder.grading.course import REPO_ROOT, generate_release, nbgrader, not
 from autograder.grading.feedback import find_leaks
 from autograder.grading.preflight import prepare_submission
 from autograder.grading.scan import scan_notebook
+from autograder.grading.scoring import guard_flags
 
 __all__ = [
     "CRASHED",
@@ -196,6 +198,9 @@ def _grade_one(batch: _Batch, student: str) -> Result:
         dead = "DeadKernelError" in log or "Kernel died" in log or "kernel died" in log
         status = CRASHED if dead else FAILED
         return Result(student, status, detail=last_error(log), seconds=seconds, flags=flags)
+    flags += tuple(
+        flag for path in outputs for flag in guard_flags(nbformat.read(path, as_version=4))
+    )
     silent = [cell for path in outputs for cell in _silent_passes(path)]
     if silent:
         detail = f"test cells ran without output (blanked?): {', '.join(silent)}"

@@ -18,26 +18,99 @@ So the grading run replaces two of nbgrader's autograde preprocessors:
   raised or has no recorded outcome (it never ran, or the kernel died).
 
 Solution cells and manually graded cells keep nbgrader's rules.
+
+``RecordOutcome`` also asks the kernel's guard for its verdict after every cell that did
+not raise, through the request's ``user_expressions`` (evaluated by the kernel after the
+cell, not by the cell), and keeps it in the cell's metadata; ``guard_flags`` reads them
+for the driver.
 """
 
 from __future__ import annotations
+
+import ast
+import json
 
 from nbformat import NotebookNode
 from nbgrader import utils
 from nbgrader.preprocessors import Execute, SaveAutoGrades
 
-__all__ = ["OUTCOME_KEY", "RecordOutcome", "ScoreByOutcome", "outcome_score"]
+from autograder.grading import guard
+
+__all__ = [
+    "GUARD_KEY",
+    "OUTCOME_KEY",
+    "RecordOutcome",
+    "ScoreByOutcome",
+    "guard_answer",
+    "guard_flags",
+    "outcome_score",
+]
 
 OUTCOME_KEY = "labkit_outcome"  # in a code cell's metadata: "ok" or "raised"
+GUARD_KEY = "labkit_guard"  # the guard's verdict after a cell that did not raise
 
 
 class RecordOutcome(Execute):
-    """nbgrader's ``Execute``, recording in each code cell whether it raised."""
+    """nbgrader's ``Execute``, recording in each code cell whether it raised and, after
+    a cell that did not, the kernel guard's verdict (``autograder.grading.guard``)."""
+
+    def on_cell_execute(self, **kwargs) -> None:
+        """Before each cell is sent: make the kernel client ask for the guard's verdict
+        with every request (once per client; nbclient starts one per notebook)."""
+        client = self.kc
+        if client is None or getattr(client, "_asks_the_guard", False):
+            return
+        execute = client.execute
+
+        def execute_asking_the_guard(code, *args, **kwargs):
+            expressions = dict(kwargs.pop("user_expressions", None) or {})
+            expressions[GUARD_KEY] = guard.EXPRESSION
+            return execute(code, *args, user_expressions=expressions, **kwargs)
+
+        client.execute = execute_asking_the_guard
+        client._asks_the_guard = True
 
     def on_cell_executed(self, **kwargs) -> None:
         super().on_cell_executed(**kwargs)
-        status = kwargs["execute_reply"]["content"].get("status")
-        kwargs["cell"].metadata[OUTCOME_KEY] = "ok" if status == "ok" else "raised"
+        content = kwargs["execute_reply"]["content"]
+        cell = kwargs["cell"]
+        cell.metadata[OUTCOME_KEY] = "ok" if content.get("status") == "ok" else "raised"
+        answer = content.get("user_expressions", {}).get(GUARD_KEY)
+        if answer is not None:
+            cell.metadata[GUARD_KEY] = guard_answer(answer)
+
+
+def guard_answer(answer: dict) -> dict:
+    """The guard's verdict from a ``user_expressions`` answer, or what went wrong."""
+    if answer.get("status") != "ok":
+        return {"guard": f"no verdict: {answer.get('ename', 'error')}", "changes": []}
+    text = answer.get("data", {}).get("text/plain", "")
+    try:
+        verdict = json.loads(ast.literal_eval(text))
+        changes = [str(change) for change in verdict["changes"]]
+        return {"guard": str(verdict["guard"]), "changes": changes}
+    except (ValueError, SyntaxError, TypeError, KeyError):
+        return {"guard": "an answer that is not the guard's", "changes": []}
+
+
+def guard_flags(nb: NotebookNode) -> list[str]:
+    """What the guard's verdicts in an autograded notebook say: every change it found,
+    and every graded test cell that passed without a running guard's verdict."""
+    flags: list[str] = []
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        graded = meta.get("grade") and not meta.get("solution") and cell.cell_type == "code"
+        verdict = cell.metadata.get(GUARD_KEY)
+        if graded and cell.metadata.get(OUTCOME_KEY) == "ok":
+            if verdict is None:
+                flags.append(f"{meta.get('grade_id')}: passed with no answer from the guard")
+            elif verdict["guard"] != "running":
+                flags.append(f"{meta.get('grade_id')}: the guard says {verdict['guard']}")
+        for change in (verdict or {}).get("changes", []):
+            flag = f"the grading guard found that {change}"
+            if flag not in flags:
+                flags.append(flag)
+    return flags
 
 
 def outcome_score(cell: NotebookNode) -> tuple[float | None, float]:
