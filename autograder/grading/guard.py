@@ -13,7 +13,8 @@ Before the first cell of the notebook runs, the guard records:
 - the trace and profile functions (``sys`` and ``threading``);
 - the display and exception hooks (``sys.displayhook``, ``sys.excepthook``, the shell's
   ``displayhook``, ``display_pub``, ``showtraceback``, custom exception handlers, input
-  and AST transformers) and the traceback mode, which stays ``Minimal``;
+  and AST transformers, the event callbacks registered so far) and the traceback mode,
+  which stays ``Minimal``;
 - the builtins;
 - every module of the kit (``autograder``, ``labkit``, all imported now), and the torch,
   torchvision and torchsummary functions and classes the checks call: each module's
@@ -81,14 +82,19 @@ def _code_of(value: Any) -> Any:
 
 # Names the kernel itself rebinds around every request (ipykernel forwards input()).
 _KERNEL_MANAGED = {"builtins": {"input"}}
+# Plain values a library class keeps as state (torch's hook handles count in a class
+# attribute): what it does is in its functions, which are compared.
+_STATE = (int, float, str, bool, type(None))
 
 
 class _Namespace:
     """The attributes of one object (a module or a class) as first seen."""
 
-    def __init__(self, label: str, owner: Any) -> None:
+    def __init__(self, label: str, owner: Any, behaviour_only: bool = False) -> None:
         self.label, self.owner = label, owner
-        managed = _KERNEL_MANAGED.get(label, set())
+        managed = set(_KERNEL_MANAGED.get(label, set()))
+        if behaviour_only:  # a library class's counters and flags are its own state
+            managed |= {k for k, v in vars(owner).items() if isinstance(v, _STATE)}
         self.values = {k: v for k, v in vars(owner).items() if k not in managed}
         self.managed = managed
         self.codes = {name: _code_of(value) for name, value in self.values.items()}
@@ -236,11 +242,10 @@ class Guard:
                 lambda n=name: list(getattr(shell, n)),
                 lambda value, n=name: setattr(shell, n, list(value)),
             )
-        hooks["the shell's event callbacks"] = (
-            lambda: {k: list(v) for k, v in shell.events.callbacks.items()},
-            lambda value: shell.events.callbacks.update({k: list(v) for k, v in value.items()}),
-        )
         self.hooks = {label: (get, put, get()) for label, (get, put) in hooks.items()}
+        # Callbacks may be added (the inline backend adds its own on first plot); none of
+        # those registered now (the guard's, the sandbox's) may go.
+        self.callbacks = {event: list(found) for event, found in shell.events.callbacks.items()}
         self.namespaces = [_Namespace("builtins", builtins)]
         seen: set[int] = set()
         for module in [*_kit_modules(), *_library_modules()]:
@@ -248,7 +253,9 @@ class Guard:
             for cls in _classes(module):
                 if id(cls) not in seen and module.__name__ != "torch":
                     seen.add(id(cls))
-                    self.namespaces.append(_Namespace(f"{cls.__module__}.{cls.__qualname__}", cls))
+                    label = f"{cls.__module__}.{cls.__qualname__}"
+                    library = not label.startswith(_KIT)
+                    self.namespaces.append(_Namespace(label, cls, behaviour_only=library))
         torch = sys.modules.get("torch")
         if torch is not None:
             self.namespaces.append(_Namespace("torch.Tensor", torch.Tensor))
@@ -269,6 +276,13 @@ class Guard:
                         put(value)
                     except Exception:  # reported even when it cannot be undone
                         pass
+        for event, registered in self.callbacks.items():
+            current = self.shell.events.callbacks.setdefault(event, [])
+            missing = [callback for callback in registered if callback not in current]
+            if missing:
+                changes.append(f"a {event} callback of the grading kernel was removed")
+                if restore:
+                    current.extend(missing)
         for namespace in self.namespaces:
             changes += namespace.changes(restore)
         for change in changes:
