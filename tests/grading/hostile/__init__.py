@@ -293,7 +293,7 @@ class Category:
 
 # The category modules, in corpus order; each makes ``CATEGORY = Category(<its name>)``.
 # They import from this module, so the list is read once everything above is defined.
-CATEGORIES = ("valid", "execution", "tampering", "cheating", "corrupt", "feedback")
+CATEGORIES = ("valid", "execution", "tampering", "cheating", "corrupt", "feedback", "inprocess")
 
 
 def _load_corpus() -> list[Entry]:
