@@ -30,3 +30,31 @@ def test_a_grader_error_on_one_submission_does_not_stop_the_batch(tmp_path, monk
     assert "OSError: disk full while archiving" in results[1].detail
     recorded = json.loads((tmp_path / "grades-day00.json").read_text(encoding="utf-8"))
     assert [row["status"] for row in recorded] == [INVALID, FAILED, INVALID]
+
+
+def test_odd_ids_and_linked_folders_are_refused_before_anything_is_touched(tmp_path, monkeypatch):
+    submitted = tmp_path / "submitted"
+    for student in ("ada", "kim*", "a[b]", "lee ", ".dot", "김민준"):
+        (submitted / student / "day00").mkdir(parents=True)
+    (submitted / "eve").symlink_to(submitted / "ada")  # eve's folder is ada's
+    (submitted / "max").mkdir()
+    (submitted / "max" / "day00").symlink_to(submitted / "ada" / "day00")
+    monkeypatch.setattr(grade, "generate_release", lambda *args: None)
+    monkeypatch.setattr(grade, "notebook_names", lambda *args: ["lab.ipynb"])
+    graded: list[str] = []
+
+    def grade_one(batch, student):
+        graded.append(student)
+        return Result(student, INVALID, detail="not a notebook")
+
+    monkeypatch.setattr(grade, "_grade_one", grade_one)
+    results = {r.student: r for r in grade.grade_assignment("day00", tmp_path, use_sandbox=False)}
+
+    assert sorted(graded) == ["ada", "김민준"]  # only these reach preflight and nbgrader
+    assert "ASTERISK" in results["kim*"].detail
+    assert "LEFT SQUARE BRACKET" in results["a[b]"].detail
+    assert "SPACE" in results["lee "].detail and "position 4" in results["lee "].detail
+    assert "starts with FULL STOP" in results[".dot"].detail
+    assert "is a link" in results["eve"].detail
+    assert "max/day00 is a link" in results["max"].detail
+    assert not (tmp_path / "archive").exists()  # nothing archived, moved or written
