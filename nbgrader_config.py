@@ -17,6 +17,7 @@ from nbgrader.preprocessors import (
 )
 
 from autograder.grading.feedback import RedactHiddenOutputs
+from autograder.grading.outputs import CapOutputs
 from autograder.grading.scoring import RecordOutcome, ScoreByOutcome
 
 c = get_config()  # noqa: F821 (nbgrader injects get_config)
@@ -63,9 +64,11 @@ if os.environ.get("LABKIT_KERNEL_IPC"):
 
 # A test cell scores all its points when it did not raise, none when it raised: never
 # from what it printed (autograder/grading/scoring.py). nbgrader's own list, with
-# Execute and SaveAutoGrades replaced.
+# Execute and SaveAutoGrades replaced, and the outputs cut to 20 MB in all right after
+# execution (autograder/grading/outputs.py), before anything is written.
 c.Autograde.autograde_preprocessors = [
     RecordOutcome,
+    CapOutputs,
     IgnorePattern,
     ClearMetadataPreprocessor,
     LimitOutput,
@@ -79,10 +82,12 @@ c.Autograde.autograde_preprocessors = [
 c.OverwriteCells.add_missing_cells = True
 
 # Feedback never shows hidden tests: not in outputs (RedactHiddenOutputs reads
-# them from the cells first), not in sources (ClearHiddenTests).
+# them from the cells first), not in sources (ClearHiddenTests); its outputs are capped
+# as the autograded notebook's are (a redacted line can be longer than the line it hides).
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     RedactHiddenOutputs,
+    CapOutputs,
     ClearHiddenTests,
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]

@@ -18,26 +18,83 @@ So the grading run replaces two of nbgrader's autograde preprocessors:
   raised or has no recorded outcome (it never ran, or the kernel died).
 
 Solution cells and manually graded cells keep nbgrader's rules.
+
+``RecordOutcome``, being the grader's hand on the running kernel, also keeps two limits
+that student code cannot lift from inside: before and after each cell it ends every
+process in the sandbox's PID namespace but the kernel (``sandbox.end_strays``), and it
+stops keeping a cell's outputs once the notebook holds several times the output cap
+(``autograder.grading.outputs``; ``CapOutputs`` then cuts to the cap itself).
 """
 
 from __future__ import annotations
 
+import nbformat
 from nbformat import NotebookNode
 from nbgrader import utils
 from nbgrader.preprocessors import Execute, SaveAutoGrades
 
+from autograder.grading import sandbox
+from autograder.grading.outputs import CUT_KEY, MAX_OUTPUT_BYTES, fit_output, output_weight
+
 __all__ = ["OUTCOME_KEY", "RecordOutcome", "ScoreByOutcome", "outcome_score"]
 
 OUTCOME_KEY = "labkit_outcome"  # in a code cell's metadata: "ok" or "raised"
+# While it runs, a notebook keeps outputs up to this many times the cap (test cells a
+# little more, so that a flood before them does not cost their ✔ lines).
+_KEPT_WHILE_RUNNING = 2
+_KEPT_FOR_TESTS = 3
 
 
 class RecordOutcome(Execute):
-    """nbgrader's ``Execute``, recording in each code cell whether it raised."""
+    """nbgrader's ``Execute``, recording in each code cell whether it raised; ending
+    strays before and after each cell; dropping outputs past a bound while it runs."""
+
+    _kept_weight = 0  # of the outputs kept so far in this notebook
+
+    def reset_execution_trackers(self) -> None:
+        """Called as each notebook starts: its outputs are counted from 0."""
+        super().reset_execution_trackers()
+        self._kept_weight = 0
+
+    def _end_strays(self) -> None:
+        provisioner = getattr(self.km, "provisioner", None)
+        launcher = getattr(provisioner, "pid", None)
+        if launcher:
+            killed = sandbox.end_strays(launcher)
+            if killed:
+                self.log.warning("ended %d processes left in the kernel's sandbox", killed)
+
+    def on_cell_execute(self, **kwargs) -> None:
+        """Just before the cell is sent: nothing from earlier cells runs any more."""
+        self._end_strays()
 
     def on_cell_executed(self, **kwargs) -> None:
         super().on_cell_executed(**kwargs)
         status = kwargs["execute_reply"]["content"].get("status")
         kwargs["cell"].metadata[OUTCOME_KEY] = "ok" if status == "ok" else "raised"
+        self._end_strays()  # after every hook the kernel ran for the cell
+
+    def output(self, outs, msg, display_id, cell_index):
+        """nbclient's ``output``, except that past the bound an output is cut (a stream
+        keeps its start) or dropped, and what was removed is counted in the cell's
+        metadata (``CUT_KEY``) for ``CapOutputs`` to note."""
+        kept = super().output(outs, msg, display_id, cell_index)
+        if kept is None or not outs or outs[-1] is not kept:
+            return kept
+        cell = self.nb.cells[cell_index]
+        test = cell.metadata.get("nbgrader", {}).get("grade")
+        bound = MAX_OUTPUT_BYTES * (_KEPT_FOR_TESTS if test else _KEPT_WHILE_RUNNING)
+        part, removed = fit_output(kept, bound - self._kept_weight)
+        if removed:
+            cell.metadata[CUT_KEY] = cell.metadata.get(CUT_KEY, 0) + removed
+            if part is None and display_id:  # nbclient keeps its place for later updates
+                part = nbformat.v4.new_output("display_data", data={"text/plain": ""})
+            outs.pop()
+            if part is None:
+                return None
+            outs.append(part)
+        self._kept_weight += output_weight(part)
+        return part
 
 
 def outcome_score(cell: NotebookNode) -> tuple[float | None, float]:
