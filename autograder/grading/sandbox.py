@@ -285,6 +285,8 @@ def bwrap_command(
 
 
 def kernel_env() -> dict[str, str]:
+    """The kernel's whole environment: the grader's variables never reach student code,
+    only the data folders and PATH, and what the kernel needs in the sandbox."""
     env = {key: os.environ[key] for key in _PASSED_ENV if key in os.environ}
     env.update(
         HOME="/tmp",
