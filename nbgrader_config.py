@@ -18,6 +18,7 @@ from nbgrader.preprocessors import (
 
 from autograder.grading.feedback import KeepCheckReports, WithholdLeakedFeedback
 from autograder.grading.feedback_html import FeedbackExporter, SanitiseStudentContent
+from autograder.grading.outputs import CapOutputs
 from autograder.grading.scoring import RecordOutcome, ScoreByOutcome
 
 c = get_config()  # noqa: F821 (nbgrader injects get_config)
@@ -69,9 +70,11 @@ if os.environ.get("LABKIT_KERNEL_IPC"):
 
 # A test cell scores all its points when it did not raise, none when it raised: never
 # from what it printed (autograder/grading/scoring.py). nbgrader's own list, with
-# Execute and SaveAutoGrades replaced.
+# Execute and SaveAutoGrades replaced, and the outputs cut to 20 MB in all right after
+# execution (autograder/grading/outputs.py), before anything is written.
 c.Autograde.autograde_preprocessors = [
     RecordOutcome,
+    CapOutputs,
     IgnorePattern,
     ClearMetadataPreprocessor,
     LimitOutput,
@@ -96,6 +99,7 @@ c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     WithholdLeakedFeedback,
     KeepCheckReports,
+    CapOutputs,
     ClearHiddenTests,
     SanitiseStudentContent,
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",

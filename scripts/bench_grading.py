@@ -6,7 +6,9 @@ Each run grades every corpus submission of the probe lab, sandboxed, in one cour
 folder (a later run regrades the same submissions, as handed in, there). Printed: the corpus
 table, submissions graded per minute, p50/p95/max seconds per submission, batch
 aborts (grade_assignment raising), false passes on cheats, false fails on valid
-submissions, processes left behind, and score differences between runs. With
+submissions, processes left behind, bytes kernels wrote on this machine's disk outside
+the students' own folders (sampled while grading runs), processes that a submission found
+alive after the cell that started them, and score differences between runs. With
 ``--day04``, also the seconds one correct Day 4 submission takes (needs
 ``LABKIT_CIFAR10``).
 """
@@ -35,6 +37,7 @@ from tests.grading.hostile import (  # noqa: E402
     ASSIGNMENT,
     CORPUS,
     PROBE,
+    HostWrites,
     LoopbackServer,
     corpus_table,
     false_fail,
@@ -43,6 +46,8 @@ from tests.grading.hostile import (  # noqa: E402
     judge,
     leftover_processes,
     load_lab,
+    plant_outside,
+    processes_after_cells,
     read_outcome,
     write_corpus,
 )
@@ -72,19 +77,25 @@ def _grade(root: Path, timeout: float) -> tuple[list[Result] | None, float, str]
 def bench_corpus(runs: int, timeout: float, keep: bool) -> None:
     work = Path(tempfile.mkdtemp(prefix="labkit-bench-"))
     root = make_course_root(work / "course", [ASSIGNMENT], source=PROBE)
-    server = LoopbackServer()
+    server, outside = LoopbackServer(), plant_outside()
+    # the driver's own work folder (its runtime folder included) goes under work/tmp
+    system_tmp, tempfile.tempdir = tempfile.tempdir, str(work / "tmp")
+    (work / "tmp").mkdir()
     generate_release(ASSIGNMENT, root)
-    lab = load_lab(root, server.port)
+    lab = load_lab(root, server.port, outside)
     hidden = hidden_lines(root)
     seconds: list[float] = []
-    aborts, wall, graded = 0, 0.0, 0
+    aborts, wall, graded, written, alive = 0, 0.0, 0, 0, 0
     scores: list[dict[str, tuple[str, float | None]]] = []
     for run in range(1, runs + 1):
         print(f"\n== run {run} of {runs}: {len(CORPUS)} submissions in {root}", flush=True)
         # Every run grades the submissions as handed in (preflight normalises in place).
         shutil.rmtree(root / "submitted", ignore_errors=True)
         write_corpus(lab)
+        writes = HostWrites([work / "tmp", root, outside.parent, Path("/dev/shm")])
         results, took, abort = _grade(root, timeout)
+        writes.close()
+        written += writes.bytes
         wall += took
         if results is None:
             aborts += 1
@@ -98,6 +109,7 @@ def bench_corpus(runs: int, timeout: float, keep: bool) -> None:
         scores.append({r.student: (r.status, r.score) for r in results})
         print(corpus_table(outcomes, problems))
         left = _leftovers(root)
+        alive += sum(processes_after_cells(o) or 0 for o in outcomes)
         print(
             f"\nrun {run}: {took:.0f} s; not as expected: "
             f"{sum(bool(p) for p in problems.values())}; "
@@ -105,9 +117,13 @@ def bench_corpus(runs: int, timeout: float, keep: bool) -> None:
             f"{[o.entry.name for o in outcomes if false_pass(o)]}; "
             f"false fails on valid submissions: {sum(false_fail(o) for o in outcomes)} "
             f"{[o.entry.name for o in outcomes if false_fail(o)]}; "
-            f"leftover processes: {len(left)} {left[:3]}"
+            f"leftover processes: {len(left)} {left[:3]}; "
+            f"bytes written outside the students' folders: {writes.bytes} "
+            f"{sorted(writes.sizes)[:3]}"
         )
     server.close()
+    shutil.rmtree(outside, ignore_errors=True)
+    tempfile.tempdir = system_tmp
 
     differences = [
         f"{name}: {scores[0][name]} then {later[name]}"
@@ -125,6 +141,8 @@ def bench_corpus(runs: int, timeout: float, keep: bool) -> None:
     )
     print(f"batch aborts: {aborts}")
     print(f"loopback connections from kernels: {server.connections}")
+    print(f"bytes written outside the students' folders: {written}")
+    print(f"processes alive after a cell: {alive}")
     print(f"score differences over {len(scores)} runs: {len(differences)} {differences[:5]}")
     if keep:
         print(f"course folder kept: {root}")

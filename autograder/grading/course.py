@@ -27,6 +27,7 @@ __all__ = [
     "make_course_root",
     "nbgrader",
     "notebook_names",
+    "run_capped",
     "split_regions",
 ]
 
@@ -41,20 +42,14 @@ _NBGRADER_MAIN = (
 )
 
 
-def nbgrader(
-    args: list[str], root: Path, timeout: float | None = None, env: dict[str, str] | None = None
+def run_capped(
+    command: list[str], cwd: Path, timeout: float | None, env: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``nbgrader ARGS`` on the course in ``root`` (its config file applies).
-
-    On timeout the whole process group (nbgrader and its kernel) is killed."""
-    command = [sys.executable, "-c", _NBGRADER_MAIN, *args, f"--CourseDirectory.root={root}"]
-    # nbgrader runs the `alembic` script of its own environment: put that on PATH.
-    scripts = str(Path(sys.executable).parent)
-    env = {**os.environ, **(env or {})}
-    env["PATH"] = os.pathsep.join([scripts, env.get("PATH", "")])
+    """Run ``command`` in a session of its own, its output captured; on timeout, kill the
+    whole session (the process and whatever it started) and raise ``TimeoutExpired``."""
     with subprocess.Popen(
         command,
-        cwd=root,
+        cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -68,6 +63,20 @@ def nbgrader(
             process.communicate()
             raise
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def nbgrader(
+    args: list[str], root: Path, timeout: float | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``nbgrader ARGS`` on the course in ``root`` (its config file applies).
+
+    On timeout the whole process group (nbgrader and its kernel) is killed."""
+    command = [sys.executable, "-c", _NBGRADER_MAIN, *args, f"--CourseDirectory.root={root}"]
+    # nbgrader runs the `alembic` script of its own environment: put that on PATH.
+    scripts = str(Path(sys.executable).parent)
+    env = {**os.environ, **(env or {})}
+    env["PATH"] = os.pathsep.join([scripts, env.get("PATH", "")])
+    return run_capped(command, root, timeout, env)
 
 
 def assignments(root: Path = REPO_ROOT) -> list[str]:

@@ -6,12 +6,17 @@ For each ``submitted/<student>/<assignment>/`` the driver:
    is not a notebook is reported ``invalid`` and kept;
 2. flags code that reaches for the grader (``autograder.grading.scan``), and afterwards
    what the kernel's guard saw change (``autograder.grading.guard``);
-3. runs ``nbgrader autograde`` for that student alone, in its own process, under
-   a wall-clock cap, with the kernel inside bubblewrap (``autograder.grading.sandbox``);
+3. runs ``nbgrader autograde`` for that student alone, in its own process, with the
+   kernel inside bubblewrap (``autograder.grading.sandbox``);
 4. checks the gradebook: scores of other students must not move, and the
    autograded notebook must be fresh;
 5. records its own status beside nbgrader's score, so that an ungraded or stale
    submission never looks like a real 0 or a real grade.
+
+One wall-clock cap (``timeout``) covers all of it: steps 1 and 2 run in a child process
+(``autograder.grading.intake``) that is killed at the cap, nbgrader gets what is left
+but a few seconds kept for step 4, and a student who reaches the cap anywhere is
+reported ``timed out`` while the batch goes on.
 
 Feedback is generated with hidden tests removed from sources, test cells reduced to
 their checks' reports, and student HTML sanitised (``autograder.grading.feedback``,
@@ -21,11 +26,14 @@ however re-encoded, gets no feedback file and is flagged for review.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import unicodedata
@@ -35,11 +43,15 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 
-from autograder.grading import sandbox
-from autograder.grading.course import REPO_ROOT, generate_release, nbgrader, notebook_names
+from autograder.grading import intake, sandbox
+from autograder.grading.course import (
+    REPO_ROOT,
+    generate_release,
+    nbgrader,
+    notebook_names,
+    run_capped,
+)
 from autograder.grading.feedback import find_leaks
-from autograder.grading.preflight import prepare_submission
-from autograder.grading.scan import scan_notebook
 from autograder.grading.scoring import guard_flags
 
 __all__ = [
@@ -149,22 +161,40 @@ class _Batch:
     env: dict[str, str]
 
 
+# Of a student's cap, what is kept for the driver's own checks once nbgrader is done
+# (the gradebook, and the autograded notebook, whose outputs are capped).
+_CHECKS_S = 3.0
+
+
+def _intake(batch: _Batch, student: str, deadline: float) -> dict | None:
+    """Preflight and scan (``intake.inspect``) in a child process killed at ``deadline``:
+    their answer, or None when the cap was reached first."""
+    folder = batch.root / "submitted" / student / batch.assignment
+    release = batch.root / "notebooks" / batch.assignment
+    paths = [str(folder), str(release), str(batch.root)]
+    command = [sys.executable, "-c", intake.COMMAND, *paths, *batch.expected]
+    python_path = [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(python_path)}
+    try:
+        run = run_capped(command, batch.root, max(deadline - time.time(), 0.1), env)
+    except subprocess.TimeoutExpired:
+        return None
+    if run.returncode != 0:
+        raise RuntimeError(f"preflight or scan stopped: {last_error(run.stderr)}")
+    return json.loads(run.stdout)
+
+
 def _grade_one(batch: _Batch, student: str) -> Result:
     start = time.time()
-    folder = batch.root / "submitted" / student / batch.assignment
-    checked = prepare_submission(folder, batch.root / "notebooks" / batch.assignment, batch.root)
-    notes = checked.changes
-    if checked.error:
-        return Result(student, INVALID, detail=checked.error)
-    release = batch.root / "notebooks" / batch.assignment
-    flags = tuple(
-        flag
-        for name in batch.expected
-        for flag in scan_notebook(
-            nbformat.read(folder / name, as_version=4),
-            release=nbformat.read(release / name, as_version=4),
-        )
-    )
+    deadline = start + batch.timeout
+    checked = _intake(batch, student, deadline)
+    if checked is None:
+        detail = f"stopped after {batch.timeout:.0f} s, while checking the submission"
+        return Result(student, TIMED_OUT, detail=detail, seconds=time.time() - start)
+    notes = checked["changes"]
+    if checked["error"]:
+        return Result(student, INVALID, detail=checked["error"])
+    flags = tuple(checked["flags"])
 
     gradebook = batch.root / "gradebook.db"
     before = _scores(gradebook)
@@ -172,10 +202,10 @@ def _grade_one(batch: _Batch, student: str) -> Result:
     backup.parent.mkdir(exist_ok=True)
     shutil.copy2(gradebook, backup)
     args = ["autograde", batch.assignment, f"--student={student}", "--force"]
-    try:
-        run = nbgrader(args + batch.nbgrader_args, batch.root, batch.timeout, batch.env)
-    except subprocess.TimeoutExpired:
-        run = None
+    run, left = None, deadline - time.time() - _CHECKS_S
+    if left > 0:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            run = nbgrader(args + batch.nbgrader_args, batch.root, left, batch.env)
     seconds = time.time() - start
 
     after = _scores(gradebook)

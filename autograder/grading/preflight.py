@@ -24,6 +24,7 @@ gradebook, hidden tests included.
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -233,6 +234,15 @@ def prepare_submission(folder: Path, release_dir: Path, root: Path) -> Preflight
         release = nbformat.read(release_dir / name, as_version=4)
         changes = normalise(nb, release)
         if changes:
-            nbformat.write(nb, folder / name)
+            _replace(folder / name, nb)
             result.changes += [f"{name}: {change}" for change in changes]
     return result
+
+
+def _replace(path: Path, nb: NotebookNode) -> None:
+    """Write ``nb`` over ``path`` all at once: preflight can be killed at any moment (it
+    runs under the student's wall-clock cap), and a half-written notebook would be
+    graded as corrupt next time."""
+    partial = path.with_name(f".{path.name}.preflight")
+    nbformat.write(nb, partial)
+    os.replace(partial, path)

@@ -8,25 +8,43 @@ starts ipykernel under ``bwrap`` with:
 
 - no network (``--unshare-net``) and its own PID namespace (``--unshare-pid``;
   every process dies with the kernel);
-- the file system read-only, ``/tmp`` private, and the course folder (and this
-  repository) hidden except for the read-only paths the labs need (Python
-  environment, packages, data) and the student's own autograded folder;
-- that folder writable, but as a private tmpfs: nbgrader's files in it are bound
-  read-only (the notebook, which holds the hidden tests, is not there at all), and
-  whatever the kernel writes (a link to the gradebook, for nbgrader to chmod or copy
-  into the feedback as root) is gone when it exits; ``/tmp`` and that folder are
+- a file system built from nothing: only what a lab needs is bound in, read-only
+  (the system's ``/usr`` and library folders, a few files of ``/etc``, the Python
+  environment, the kit's ``autograder/`` and ``labkit/``, the data folders), plus a
+  private ``/dev``, ``/proc`` and ``/tmp``; the rest of the machine (the course folder,
+  this repository, home folders, ``/srv``, ``/opt``, ``/var``...) does not exist in there,
+  and the course root and this repository are hidden even where a bound folder holds them;
+- the student's own autograded folder writable, but as a private tmpfs: nbgrader's
+  files in it are bound read-only (the notebook, which holds the hidden tests, is not
+  there at all), and whatever the kernel writes (a link to the gradebook, for nbgrader
+  to chmod or copy into the feedback as root) is gone when it exits;
+- no writable folder of the grader's disk at all: the folder where the kernel binds its
+  sockets is a small private tmpfs too (the connection file bound read-only into it),
+  and the launcher points each socket path the client connects to at the kernel's socket
+  through ``/proc/<sandbox>/root``; so nothing a kernel writes outlives it, and no
+  later student can read it; ``/tmp``, the working folder and the socket folder are
   capped in size (they are memory);
 - an unprivileged user, so that limits on processes apply, and limits on memory,
   processes and file size (``prlimit``);
-- no process started by a cell outlives it: after each cell the kernel kills the
-  others and reaps them (``contain_forks``; a fork bomb's children would otherwise go
-  on forking and serve the kernel's sockets too).
+- no process started by a cell outlives it (``contain_forks``, ``end_strays``).
+
+Processes: inside the kernel, ``os.kill(-1, SIGKILL)`` before and after each cell
+reaches, atomically, every process of the kernel's user in the namespace but pid 1
+(bwrap's init) and the kernel, whoever started it and whoever its parent is now
+(orphans are re-parented to that init); so a fork bomb stops at once. What it does not
+reach: a process started after it ran (by a post-cell hook registered later, or by a
+thread the student left running), and nothing at all once student code unregisters
+the hooks. So the grader also ends, from outside the sandbox, every process in the
+namespace but the init and the kernel, before and after each cell (``end_strays``,
+called by ``autograder.grading.scoring.RecordOutcome``); no kernel code can reorder or
+skip that.
 
 Traps: the kernelspec needs
 ``"interrupt_mode": "message"``; ``JPY_PARENT_PID`` must be unset or the kernel
 exits at start; TCP cannot cross the network namespace, so the kernel talks over
-``ipc`` sockets in a runtime folder bound into the sandbox; RLIMIT_AS is unsafe
-for CUDA, so the memory cap applies only where no GPU is visible.
+``ipc`` sockets; RLIMIT_AS is unsafe for CUDA, so the memory cap applies only where
+no GPU is visible; a bind's parents are created 0700 by bwrap, which the unprivileged
+kernel cannot enter, so every parent is made 0755 first.
 """
 
 from __future__ import annotations
@@ -38,6 +56,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 __all__ = [
@@ -45,8 +64,10 @@ __all__ = [
     "available",
     "bwrap_command",
     "contain_forks",
+    "end_strays",
     "kernel_env",
     "kernel_environment",
+    "namespace_processes",
 ]
 
 KERNEL_NAME = "labkit-sandbox"
@@ -57,10 +78,37 @@ MEMORY_BYTES = int(os.environ.get("LABKIT_SANDBOX_MEMORY", str(8 * 2**30)))
 MAX_PROCESSES = max(64, 8 * (os.cpu_count() or 1))
 MAX_FILE_BYTES = 512 * 2**20
 SCRATCH_BYTES = 2**30  # each of /tmp and the working folder
+SOCKETS_BYTES = 4 * 2**20  # the folder of the kernel's sockets: sockets take no space
+# The system a Python process and torch need, read-only; a link (/lib -> usr/lib) stays a link.
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# Of /etc, only what the dynamic loader, name lookups, time zones, fonts and TLS read.
+ETC_PATHS = tuple(
+    f"/etc/{name}"
+    for name in (
+        "ld.so.cache",
+        "ld.so.conf",
+        "ld.so.conf.d",
+        "alternatives",
+        "passwd",
+        "group",
+        "nsswitch.conf",
+        "host.conf",
+        "hosts",
+        "localtime",
+        "timezone",
+        "os-release",
+        "mime.types",
+        "fonts",
+        "ssl",
+        "ca-certificates",
+        "pki",
+    )
+)
 # The kit's environment variables a lab reads; everything else is dropped.
 _PACKAGE = Path(__file__).resolve().parents[1]  # autograder/: the checks the labs import
 _CHECKOUT = _PACKAGE.parent  # where labkit/ and data/ sit beside it
-_PASSED_ENV = ("LABKIT_CIFAR10", "LABKIT_MNIST", "LABKIT_FASHION_MNIST", "LABKIT_DATA", "PATH")
+_DATA_ENV = ("LABKIT_CIFAR10", "LABKIT_MNIST", "LABKIT_FASHION_MNIST", "LABKIT_DATA")
+_PASSED_ENV = (*_DATA_ENV, "PATH")
 
 
 def available() -> str | None:
@@ -79,32 +127,35 @@ def available() -> str | None:
 
 
 def _readable_paths() -> list[Path]:
-    """What a lab must read: the Python environment, the kit's packages, the data."""
-    paths = [Path(sys.prefix), Path(sys.base_prefix), _PACKAGE, _CHECKOUT / "labkit"]
-    for name in ("LABKIT_CIFAR10", "LABKIT_MNIST", "LABKIT_FASHION_MNIST", "LABKIT_DATA"):
-        if os.environ.get(name):
-            paths.append(Path(os.environ[name]))
-    data = _CHECKOUT / "data"
-    if data.is_dir():
-        paths.append(data)
-    return [p.resolve() for p in paths if p.exists()]
+    """What a lab must read: the Python environment, the kit's packages, the data; each
+    as named and as resolved (a venv's python is a link into the base installation)."""
+    paths = [Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix), _PACKAGE]
+    paths += [Path(sys.base_exec_prefix), _CHECKOUT / "labkit"]
+    paths += [Path(os.environ[name]) for name in _DATA_ENV if os.environ.get(name)]
+    if (_CHECKOUT / "data").is_dir():
+        paths.append(_CHECKOUT / "data")
+    found: list[Path] = []
+    for path in paths:
+        for form in (path.absolute(), path.resolve()):
+            if form.exists() and form not in found:
+                found.append(form)
+    return found
 
 
 def kernel_environment(work: Path, hidden: list[Path]) -> dict[str, str]:
     """Write the ``labkit-sandbox`` kernelspec under ``work``; return the environment
     variables that make nbgrader find it. ``hidden`` are folders to hide (the course
-    root, this repository)."""
+    root, this repository) even where a folder the kernel reads holds them."""
     spec_dir = work / "kernels" / KERNEL_NAME
     spec_dir.mkdir(parents=True, exist_ok=True)
     runtime = work / "runtime"
     runtime.mkdir(parents=True, exist_ok=True)
-    runtime.chmod(0o777)
+    runtime.chmod(0o700)  # the grader's alone: the kernel sees a tmpfs of its own there
     config = {
         # The grader's home too: it holds credentials, and /root is not traversable
         # by the unprivileged user the kernel runs as.
         "hidden": [str(p.resolve()) for p in [*hidden, Path.home()]],
         "readable": [str(p) for p in _readable_paths()],
-        "runtime": str(runtime.resolve()),
     }
     (work / "sandbox.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
     spec = {
@@ -125,7 +176,7 @@ def kernel_environment(work: Path, hidden: list[Path]) -> dict[str, str]:
     return {
         "JUPYTER_PATH": str(work.resolve()),
         "JUPYTER_RUNTIME_DIR": str(runtime),
-        # nbclient writes connection files with tempfile: into the bound folder.
+        # nbclient writes connection files with tempfile: into that folder.
         "TMPDIR": str(runtime),
         # read by nbgrader_config.py: ipc sockets at an absolute path in that folder
         "LABKIT_KERNEL_IPC": str(runtime / "kernel"),
@@ -134,7 +185,7 @@ def kernel_environment(work: Path, hidden: list[Path]) -> dict[str, str]:
 
 def _parents(path: str) -> list[str]:
     """Create ``path``'s parents traversable (bwrap would make them 0700 inside a tmpfs,
-    which the unprivileged kernel cannot enter)."""
+    which the unprivileged kernel cannot enter); harmless where they exist."""
     parents = []
     for parent in reversed(Path(path).parents):
         if str(parent) != "/":
@@ -142,20 +193,45 @@ def _parents(path: str) -> list[str]:
     return parents
 
 
-def _bind(option: str, path: str) -> list[str]:
-    """Bind ``path`` at the same place."""
-    return [*_parents(path), option, path, path]
+def _system_mounts() -> list[tuple[str, list[str]]]:
+    """(where, bwrap options) for the system folders and the pieces of /etc."""
+    mounts = []
+    for path in SYSTEM_PATHS:
+        if os.path.islink(path):
+            mounts.append((path, ["--symlink", os.readlink(path), path]))
+        elif os.path.isdir(path):
+            mounts.append((path, ["--ro-bind", path, path]))
+    mounts += [(path, ["--ro-bind", path, path]) for path in ETC_PATHS if os.path.exists(path)]
+    return mounts
 
 
-def _scratch(workdir: Path) -> list[str]:
+def _scratch(workdir: Path) -> list[tuple[str, list[str]]]:
     """``workdir`` as a private tmpfs, the kernel's working folder, with the files nbgrader
     put there (the notebooks excepted) bound read-only inside it."""
     size = str(SCRATCH_BYTES)
-    command = [*_parents(str(workdir)), "--perms", "1777", "--size", size, "--tmpfs", str(workdir)]
+    mounts = [(str(workdir), ["--perms", "1777", "--size", size, "--tmpfs", str(workdir)])]
     for path in sorted(workdir.iterdir()):
         if path.suffix != ".ipynb" and not path.is_symlink():
-            command += ["--ro-bind", str(path), str(path)]
-    return [*command, "--chdir", str(workdir)]
+            mounts.append((str(path), ["--ro-bind", str(path), str(path)]))
+    return mounts
+
+
+def _socket_mounts(connection_file: str | None) -> list[tuple[str, list[str]]]:
+    """The folder of the kernel's ipc sockets as a small private tmpfs, with the
+    connection file bound read-only (into it, as nbclient writes it there)."""
+    if connection_file is None:
+        return []
+    info = json.loads(Path(connection_file).read_text(encoding="utf-8"))
+    mounts = []
+    if info.get("transport") == "ipc":
+        folder = str(Path(info["ip"]).parent)
+        size = str(SOCKETS_BYTES)
+        mounts.append((folder, ["--perms", "1777", "--size", size, "--tmpfs", folder]))
+    return [*mounts, (connection_file, ["--ro-bind", connection_file, connection_file])]
+
+
+def _depth(path: str) -> int:
+    return len(Path(path).parts)
 
 
 def _gpu_visible() -> bool:
@@ -163,9 +239,18 @@ def _gpu_visible() -> bool:
 
 
 def bwrap_command(
-    config: dict, workdir: Path, kernel_argv: list[str], env: dict[str, str]
+    config: dict,
+    workdir: Path,
+    kernel_argv: list[str],
+    env: dict[str, str],
+    connection_file: str | None = None,
+    info_fd: int | None = None,
 ) -> list[str]:
-    """The command that runs ``kernel_argv`` sandboxed, with ``workdir`` writable."""
+    """The command that runs ``kernel_argv`` sandboxed, with ``workdir`` writable.
+
+    Mounts are made outer folders first, whatever list they come from: a hidden folder
+    inside a readable one hides it, a readable folder inside a hidden one shows; at the
+    same place, hidden wins."""
     command = [
         "bwrap",
         "--unshare-net",
@@ -174,18 +259,20 @@ def bwrap_command(
         "--unshare-uts",
         "--die-with-parent",
         "--new-session",
-        "--ro-bind", "/", "/",
         "--dev", "/dev",
         "--proc", "/proc",
-        "--perms", "1777", "--size", str(SCRATCH_BYTES), "--tmpfs", "/tmp",
     ]  # fmt: skip
-    for folder in config["hidden"]:
-        command += ["--perms", "0755", "--tmpfs", folder]
-    for path in config["readable"]:
-        command += _bind("--ro-bind", path)
-    command += _bind("--bind", config["runtime"])
-    command += _scratch(workdir)
-    command += ["--clearenv"]
+    if info_fd is not None:
+        command += ["--info-fd", str(info_fd)]
+    mounts = [("/tmp", ["--perms", "1777", "--size", str(SCRATCH_BYTES), "--tmpfs", "/tmp"])]
+    mounts += _system_mounts()
+    mounts += [(path, ["--ro-bind", path, path]) for path in config["readable"]]
+    mounts += [(path, ["--perms", "0755", "--tmpfs", path]) for path in config["hidden"]]
+    mounts += _socket_mounts(connection_file)
+    mounts += _scratch(workdir)
+    for where, options in sorted(mounts, key=lambda mount: _depth(mount[0])):
+        command += [*_parents(where), *options]
+    command += ["--chdir", str(workdir), "--clearenv"]
     for key, value in env.items():
         command += ["--setenv", key, value]
     limits = [f"--nproc={MAX_PROCESSES}", f"--fsize={MAX_FILE_BYTES}"]
@@ -198,12 +285,17 @@ def bwrap_command(
 
 
 def kernel_env() -> dict[str, str]:
+    """The kernel's whole environment: the grader's variables never reach student code,
+    only the data folders and PATH, and what the kernel needs in the sandbox."""
     env = {key: os.environ[key] for key in _PASSED_ENV if key in os.environ}
     env.update(
         HOME="/tmp",
         MPLCONFIGDIR="/tmp/matplotlib",
         MPLBACKEND="module://matplotlib_inline.backend_inline",
         PYTHONDONTWRITEBYTECODE="1",
+        # This checkout's autograder/ and labkit/ (the only things bound from it), not
+        # whatever an editable install of the environment points at.
+        PYTHONPATH=str(_CHECKOUT),
         # Graded runs are sized like CI; the kernel is not told it is being graded.
         LABKIT_RUN="fast",
         # No network in here: pip (a student's, or a lab's setup cell, which then stops
@@ -221,10 +313,12 @@ def kernel_env() -> dict[str, str]:
 def contain_forks(shell) -> None:
     """Run in the kernel at start: no process a cell starts outlives the cell.
 
-    After each cell the kernel kills every other process of its user in the sandbox and
-    reaps its children (a fork bomb's children would otherwise go on forking, hold the
-    process slots and serve the kernel's sockets too); a forked child that gets back to
-    IPython exits at once instead of printing a traceback.
+    Before and after each cell the kernel kills every other process of its user in the
+    sandbox and reaps its children (a fork bomb's children would otherwise go on forking,
+    hold the process slots and serve the kernel's sockets too); a forked child that gets
+    back to IPython exits at once instead of printing a traceback. What this cannot
+    reach (a process started after it ran, or hooks the student unregisters) the grader
+    ends from outside: ``end_strays``.
     """
     kernel = os.getpid()
     show_traceback = shell.showtraceback
@@ -234,7 +328,7 @@ def contain_forks(shell) -> None:
             os._exit(1)
         return show_traceback(*args, **kwargs)
 
-    def after_cell(*_args) -> None:
+    def end_others(*_args) -> None:
         if os.getpid() != kernel:
             os._exit(1)
         with contextlib.suppress(ProcessLookupError):
@@ -244,13 +338,155 @@ def contain_forks(shell) -> None:
                 pass
 
     shell.showtraceback = showtraceback
-    shell.events.register("post_run_cell", after_cell)
+    shell.events.register("pre_run_cell", end_others)
+    shell.events.register("post_run_cell", end_others)
+
+
+# ---- the grader's side: processes in the kernel's PID namespace ---------------------------
+
+
+def _status(pid: int) -> dict[str, str]:
+    """/proc/<pid>/status as a dict ({} when the process is gone)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return {}
+    return dict(line.split(":", 1) for line in lines if ":" in line)
+
+
+def _children(pid: int) -> list[int]:
+    """The children of every thread of ``pid`` (a thread that forks is their parent)."""
+    found = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _namespace_init(launcher: int) -> int | None:
+    """The pid (as the grader sees it) of pid 1 of the sandbox bwrap ``launcher`` runs, or
+    None when ``launcher`` started no PID namespace (a kernel run without the sandbox)."""
+    for child in _children(launcher):
+        if _status(child).get("NSpid", "").split()[1:] == ["1"]:
+            return child
+    return None
+
+
+def namespace_processes(launcher: int) -> tuple[int | None, list[int]]:
+    """(the kernel, every other live process) in the PID namespace of the sandbox that
+    ``launcher`` (the kernel provisioner's process: bwrap) runs; every such process
+    descends from the namespace's init, orphans included. ``(None, [])`` without one."""
+    init = _namespace_init(launcher)
+    if init is None:
+        return None, []
+    kernel, others, todo = None, [], _children(init)
+    while todo:
+        pid = todo.pop()
+        status = _status(pid)
+        if not status:
+            continue
+        todo += _children(pid)
+        if status.get("State", "").split()[:1] in (["Z"], ["X"]):
+            continue  # dead already, waiting to be reaped
+        if status.get("NSpid", "").split()[1:] == ["2"]:  # bwrap's init forks the kernel first
+            kernel = pid
+        else:
+            others.append(pid)
+    return kernel, others
+
+
+def _kill_in_namespace(pid: int, namespace: str) -> bool:
+    """SIGKILL ``pid`` if it is (still) in ``namespace``: a pidfd pins the process, so a
+    pid reused by some other process of the machine in between is never signalled."""
+    try:
+        handle = os.pidfd_open(pid)
+    except OSError:
+        return False
+    try:
+        if os.readlink(f"/proc/{pid}/ns/pid") != namespace:
+            return False
+        signal.pidfd_send_signal(handle, signal.SIGKILL)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(handle)
+
+
+def end_strays(launcher: int, within_s: float = 2.0) -> int:
+    """Kill every process in the kernel's PID namespace but its init and the kernel, from
+    outside the sandbox, until none is left (a process forking as it dies leaves new
+    ones); return how many were killed. 0, and nothing done, without a sandbox."""
+    init = _namespace_init(launcher)
+    if init is None:
+        return 0
+    try:
+        namespace = os.readlink(f"/proc/{init}/ns/pid")
+    except OSError:
+        return 0
+    killed, deadline = 0, time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        _, others = namespace_processes(launcher)
+        if not others:
+            break
+        killed += sum(_kill_in_namespace(pid, namespace) for pid in others)
+        time.sleep(0.001)
+    return killed
+
+
+# ---- the launcher -------------------------------------------------------------------------
 
 
 _STARTUP = (
     "import autograder.grading.sandbox as _sandbox; "
     "_sandbox.contain_forks(get_ipython()); del _sandbox"
 )
+
+
+def _socket_paths(connection_file: str) -> list[str]:
+    """Where the client connects: ``<ip>-<port>`` for each ipc port."""
+    info = json.loads(Path(connection_file).read_text(encoding="utf-8"))
+    if info.get("transport") != "ipc":
+        return []
+    ports = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+    return [f"{info['ip']}-{info[port]}" for port in ports]
+
+
+def _read_child_pid(info: int) -> int | None:
+    """The pid bwrap reports on its info pipe for the sandbox's init, or None if bwrap
+    exited first (it writes one JSON object and keeps the pipe open while it runs)."""
+    text, decoder = "", json.JSONDecoder()
+    while chunk := os.read(info, 4096):
+        text += chunk.decode(errors="replace")
+        with contextlib.suppress(ValueError):
+            return int(decoder.raw_decode(text.lstrip())[0]["child-pid"])
+    return None
+
+
+def _link_sockets(info_read: int, info_write: int, sockets: list[str]) -> None:
+    """Start a helper that, once bwrap has started, points each socket path the client
+    connects to at the kernel's socket, which lives in the sandbox's own tmpfs, through
+    /proc/<init>/root. The helper is detached (double fork), holds no write end of the
+    info pipe (so it sees the end when bwrap exits) and ends when linking is done."""
+    helper = os.fork()
+    if helper:
+        os.waitpid(helper, 0)
+        os.close(info_read)
+        return
+    try:
+        os.close(info_write)
+        if os.fork() == 0:
+            os.chdir("/")
+            child = _read_child_pid(info_read)
+            for path in sockets if child else []:
+                link = f"{path}.link"
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(link)
+                os.symlink(f"/proc/{child}/root{path}", link)
+                os.replace(link, path)
+    finally:
+        os._exit(0)
 
 
 def _launch(config_path: str, connection_file: str, extra: list[str]) -> None:
@@ -260,7 +496,12 @@ def _launch(config_path: str, connection_file: str, extra: list[str]) -> None:
         os.chmod(connection_file, 0o644)
     kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", connection_file, *extra]
     kernel.append(f"--IPKernelApp.exec_lines={json.dumps([_STARTUP])}")
-    command = bwrap_command(config, workdir, kernel, kernel_env())
+    info_read, info_write = os.pipe()
+    command = bwrap_command(
+        config, workdir, kernel, kernel_env(), connection_file=connection_file, info_fd=info_write
+    )
+    _link_sockets(info_read, info_write, _socket_paths(connection_file))
+    os.set_inheritable(info_write, True)
     os.execvp(command[0], command)  # the kernel manager signals bwrap itself
 
 

@@ -23,6 +23,12 @@ Solution cells and manually graded cells keep nbgrader's rules.
 not raise, through the request's ``user_expressions`` (evaluated by the kernel after the
 cell, not by the cell), and keeps it in the cell's metadata; ``guard_flags`` reads them
 for the driver.
+
+``RecordOutcome``, being the grader's hand on the running kernel, also keeps two limits
+that student code cannot lift from inside: before and after each cell it ends every
+process in the sandbox's PID namespace but the kernel (``sandbox.end_strays``), and it
+stops keeping a cell's outputs once the notebook holds several times the output cap
+(``autograder.grading.outputs``; ``CapOutputs`` then cuts to the cap itself).
 """
 
 from __future__ import annotations
@@ -30,11 +36,13 @@ from __future__ import annotations
 import ast
 import json
 
+import nbformat
 from nbformat import NotebookNode
 from nbgrader import utils
 from nbgrader.preprocessors import Execute, SaveAutoGrades
 
-from autograder.grading import guard
+from autograder.grading import guard, sandbox
+from autograder.grading.outputs import CUT_KEY, MAX_OUTPUT_BYTES, fit_output, output_weight
 
 __all__ = [
     "GUARD_KEY",
@@ -50,13 +58,42 @@ OUTCOME_KEY = "labkit_outcome"  # in a code cell's metadata: "ok" or "raised"
 GUARD_KEY = "labkit_guard"  # the guard's verdict after a cell that did not raise
 
 
+# While it runs, a notebook keeps outputs up to this many times the cap (test cells a
+# little more, so that a flood before them does not cost their ✔ lines).
+_KEPT_WHILE_RUNNING = 2
+_KEPT_FOR_TESTS = 3
+
+
 class RecordOutcome(Execute):
     """nbgrader's ``Execute``, recording in each code cell whether it raised and, after
-    a cell that did not, the kernel guard's verdict (``autograder.grading.guard``)."""
+    a cell that did not, the kernel guard's verdict (``autograder.grading.guard``);
+    ending strays before and after each cell; dropping outputs past a bound while it
+    runs."""
+
+    _kept_weight = 0  # of the outputs kept so far in this notebook
+
+    def reset_execution_trackers(self) -> None:
+        """Called as each notebook starts: its outputs are counted from 0."""
+        super().reset_execution_trackers()
+        self._kept_weight = 0
+
+    def _end_strays(self) -> None:
+        provisioner = getattr(self.km, "provisioner", None)
+        launcher = getattr(provisioner, "pid", None)
+        if launcher:
+            killed = sandbox.end_strays(launcher)
+            if killed:
+                self.log.warning("ended %d processes left in the kernel's sandbox", killed)
 
     def on_cell_execute(self, **kwargs) -> None:
-        """Before each cell is sent: make the kernel client ask for the guard's verdict
-        with every request (once per client; nbclient starts one per notebook)."""
+        """Just before the cell is sent: nothing from earlier cells runs any more, and
+        the request asks for the guard's verdict (``_ask_the_guard``)."""
+        self._end_strays()
+        self._ask_the_guard()
+
+    def _ask_the_guard(self) -> None:
+        """Make the kernel client ask for the guard's verdict with every request (once
+        per client; nbclient starts one per notebook)."""
         client = self.kc
         if client is None or getattr(client, "_asks_the_guard", False):
             return
@@ -78,6 +115,29 @@ class RecordOutcome(Execute):
         answer = content.get("user_expressions", {}).get(GUARD_KEY)
         if answer is not None:
             cell.metadata[GUARD_KEY] = guard_answer(answer)
+        self._end_strays()  # after every hook the kernel ran for the cell
+
+    def output(self, outs, msg, display_id, cell_index):
+        """nbclient's ``output``, except that past the bound an output is cut (a stream
+        keeps its start) or dropped, and what was removed is counted in the cell's
+        metadata (``CUT_KEY``) for ``CapOutputs`` to note."""
+        kept = super().output(outs, msg, display_id, cell_index)
+        if kept is None or not outs or outs[-1] is not kept:
+            return kept
+        cell = self.nb.cells[cell_index]
+        test = cell.metadata.get("nbgrader", {}).get("grade")
+        bound = MAX_OUTPUT_BYTES * (_KEPT_FOR_TESTS if test else _KEPT_WHILE_RUNNING)
+        part, removed = fit_output(kept, bound - self._kept_weight)
+        if removed:
+            cell.metadata[CUT_KEY] = cell.metadata.get(CUT_KEY, 0) + removed
+            if part is None and display_id:  # nbclient keeps its place for later updates
+                part = nbformat.v4.new_output("display_data", data={"text/plain": ""})
+            outs.pop()
+            if part is None:
+                return None
+            outs.append(part)
+        self._kept_weight += output_weight(part)
+        return part
 
 
 def guard_answer(answer: dict) -> dict:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
+
+import nbformat
 
 from autograder.grading import grade
-from autograder.grading.grade import FAILED, INVALID, Result
+from autograder.grading.grade import FAILED, INVALID, TIMED_OUT, Result
 
 
 def test_a_grader_error_on_one_submission_does_not_stop_the_batch(tmp_path, monkeypatch):
@@ -58,3 +61,43 @@ def test_odd_ids_and_linked_folders_are_refused_before_anything_is_touched(tmp_p
     assert "is a link" in results["eve"].detail
     assert "max/day00 is a link" in results["max"].detail
     assert not (tmp_path / "archive").exists()  # nothing archived, moved or written
+
+
+def _course(root, submissions: dict[str, nbformat.NotebookNode]) -> grade._Batch:
+    """A course folder with a one-cell release and these students' notebooks."""
+    release = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("answer = 42")])
+    (root / "notebooks" / "day00").mkdir(parents=True)
+    nbformat.write(release, root / "notebooks" / "day00" / "lab.ipynb")
+    for student, nb in submissions.items():
+        folder = root / "submitted" / student / "day00"
+        folder.mkdir(parents=True)
+        nbformat.write(nb, folder / "lab.ipynb")
+    return grade._Batch("day00", root, ["lab.ipynb"], 4.0, [], {})
+
+
+def test_a_submission_slow_to_check_times_out_within_the_cap(tmp_path):
+    """Preflight and the scan run under the student's cap: a line the scan would take
+    many minutes on ends as timed out when the cap is reached, and nothing is lost."""
+    slow = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(f'note = "{"torch." * 60_000}"')]
+    )
+    batch = _course(tmp_path, {"mallory": slow})
+    start = time.monotonic()
+    result = grade._grade_one(batch, "mallory")
+    took = time.monotonic() - start
+    assert result.status == TIMED_OUT, result
+    assert "stopped after 4 s, while checking the submission" in result.detail
+    assert took < batch.timeout + 2 and result.seconds < batch.timeout + 2
+    kept = nbformat.read(tmp_path / "submitted" / "mallory" / "day00" / "lab.ipynb", 4)
+    assert kept.cells[0].source == slow.cells[0].source
+    assert list((tmp_path / "archive" / "mallory" / "day00").iterdir())
+
+
+def test_preflight_and_scan_answer_from_their_own_process(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import socket")])
+    nb.metadata["kernelspec"] = {"name": "R", "display_name": "R", "language": "R"}
+    batch = _course(tmp_path, {"ada": nb})
+    checked = grade._intake(batch, "ada", time.time() + 60)
+    assert checked["error"] is None
+    assert checked["changes"] == ["lab.ipynb: kernel 'R' -> python3"]
+    assert len(checked["flags"]) == 1 and "uses the network" in checked["flags"][0]

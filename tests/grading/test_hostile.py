@@ -1,11 +1,12 @@
 """Grading survives hostile and broken submissions.
 
 The corpus (``tests/grading/hostile/``, one module per category) holds broken, tampering,
-cheating and corrupt submissions of the fast probe lab, submissions that attack the feedback
-or whoever reads it, and valid ones written in different styles. It is graded once,
-sandboxed, with short caps; every entry is then checked against what it expects. The valid
-submissions and a few others are graded a second time in the same course folder: nothing
-may move.
+cheating, corrupt and sandbox-probing submissions of the fast probe lab, submissions that
+attack the feedback or whoever reads it, in-process attacks the kernel's guard must catch,
+and valid ones written in different styles. It is graded once, sandboxed, with short caps,
+while a watcher records what kernels write on this machine; every entry is then checked
+against what it expects. The valid submissions and a few others are graded a second time in
+the same course folder: nothing may move.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
@@ -41,6 +44,7 @@ from tests.grading.hostile import (
     CORPUS,
     NOTEBOOK,
     PROBE,
+    HostWrites,
     Lab,
     LoopbackServer,
     Outcome,
@@ -51,6 +55,8 @@ from tests.grading.hostile import (
     judge,
     leftover_processes,
     load_lab,
+    plant_outside,
+    processes_after_cells,
     read_outcome,
     write_corpus,
 )
@@ -116,6 +122,12 @@ REQUIRED = {
     "<iframe src=file:...> in an HTML output": "feedback-iframe-file",
     "a <style> hiding the failing test behind a fake score": "feedback-style-fake-score",
     "an onerror= handler on an img": "feedback-img-onerror",
+    "1.2 GB written into the kernel's runtime folder": "sandbox-fill-runtime",
+    "reading an earlier student's files": "sandbox-read-earlier",
+    "hundreds of MB of output": "sandbox-output-flood",
+    "processes from a later hook or a thread": "sandbox-escaping-processes",
+    "a submission slow to scan": "sandbox-slow-scan",
+    "a file elsewhere on the machine": "sandbox-read-planted",
 }
 
 
@@ -130,25 +142,45 @@ def _cell_scores(root: Path) -> dict[str, dict[str, float]]:
     return scores
 
 
+@dataclass
+class Graded:
+    """The corpus graded once: its course folder, each entry's outcome, and what the
+    grader's network and disk saw meanwhile."""
+
+    root: Path
+    outcomes: dict[str, Outcome]
+    server: LoopbackServer
+    writes: HostWrites
+
+
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory) -> tuple[Path, dict[str, Outcome], LoopbackServer]:
+def graded(tmp_path_factory) -> Iterator[Graded]:
     """The corpus, written to a fresh course folder and graded once, sandboxed."""
     why_not = sandbox.available()
     if why_not:
         pytest.skip(f"the grading sandbox cannot run here: {why_not}")
     root = make_course_root(tmp_path_factory.mktemp("hostile"), [ASSIGNMENT], source=PROBE)
-    server = LoopbackServer()
+    scratch = tmp_path_factory.mktemp("grader-tmp")  # the driver's work folder goes here
+    server, outside = LoopbackServer(), plant_outside()
     with pytest.MonkeyPatch.context() as env:
         env.setenv("LABKIT_CELL_TIMEOUT", CELL_TIMEOUT_S)
+        env.setattr(tempfile, "tempdir", str(scratch))
         generate_release(ASSIGNMENT, root)
-        write_corpus(load_lab(root, server.port))
-        results = grade_assignment(ASSIGNMENT, root, timeout=SUBMISSION_TIMEOUT_S, use_sandbox=True)
+        write_corpus(load_lab(root, server.port, outside))
+        writes = HostWrites([scratch, root, outside.parent, Path("/dev/shm")])
+        try:
+            results = grade_assignment(
+                ASSIGNMENT, root, timeout=SUBMISSION_TIMEOUT_S, use_sandbox=True
+            )
+        finally:
+            writes.close()
     server.close()
     print(format_results(results))
     by_name = {r.student: r for r in results}
     outcomes = {e.name: read_outcome(e, root, by_name) for e in CORPUS}
     print(corpus_table(list(outcomes.values())))
-    return root, outcomes, server
+    yield Graded(root, outcomes, server, writes)
+    shutil.rmtree(outside, ignore_errors=True)
 
 
 def _without_hidden_tests(source: str) -> str:
@@ -180,7 +212,16 @@ def test_corpus_covers_every_kind_of_submission():
     assert not missing, f"no corpus entry for: {missing}"
     # Every listed category module holds entries; a new category needs listing only there.
     assert {e.category for e in CORPUS} == set(CATEGORIES)
-    assert {"valid", "execution", "tampering", "cheating", "corrupt", "feedback"} <= set(CATEGORIES)
+    assert {
+        "valid",
+        "execution",
+        "tampering",
+        "cheating",
+        "corrupt",
+        "feedback",
+        "inprocess",
+        "sandbox",
+    } <= set(CATEGORIES)
 
 
 @pytest.mark.parametrize(
@@ -214,9 +255,8 @@ def test_scan_never_flags_a_labs_own_solution(assignment):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [e.name for e in CORPUS])
 def test_entry_graded_as_expected(graded, name):
-    root, outcomes, _ = graded
-    outcome = outcomes[name]
-    problems = judge(outcome, hidden_lines(root))
+    outcome = graded.outcomes[name]
+    problems = judge(outcome, hidden_lines(graded.root))
     what = f"{name} ({outcome.entry.category}: {outcome.entry.what})"
     assert not problems, f"{what}: expected {outcome.entry.summary}, got {outcome.actual}:\n- " + (
         "\n- ".join(problems)
@@ -225,7 +265,7 @@ def test_entry_graded_as_expected(graded, name):
 
 @pytest.mark.slow
 def test_no_false_passes_and_no_false_fails(graded):
-    _, outcomes, _ = graded
+    outcomes = graded.outcomes
     passes = [o.entry.name for o in outcomes.values() if false_pass(o)]
     fails = [o.entry.name for o in outcomes.values() if false_fail(o)]
     assert not passes, f"cheats credited unflagged: {passes}"
@@ -234,7 +274,7 @@ def test_no_false_passes_and_no_false_fails(graded):
 
 @pytest.mark.slow
 def test_status_is_recorded_beside_every_score(graded):
-    root, outcomes, _ = graded
+    root, outcomes = graded.root, graded.outcomes
     csv = (root / f"grades-{ASSIGNMENT}.csv").read_text(encoding="utf-8").splitlines()
     assert csv[0].startswith("student,status,score")
     rows = {line.split(",")[0]: line.split(",") for line in csv[1:]}
@@ -246,13 +286,26 @@ def test_status_is_recorded_beside_every_score(graded):
 
 @pytest.mark.slow
 def test_nothing_reaches_the_graders_network(graded):
-    _, _, server = graded
-    assert server.connections == 0
+    assert graded.server.connections == 0
+
+
+@pytest.mark.slow
+def test_nothing_is_written_on_the_graders_disk_outside_the_students_folders(graded):
+    """The filler wrote what it could, the others their files for the next student:
+    none of it reached this machine's disk."""
+    assert graded.writes.bytes == 0, sorted(graded.writes.sizes.items())[:5]
+
+
+@pytest.mark.slow
+def test_no_process_lives_on_after_its_cell(graded):
+    counts = {n: processes_after_cells(o) for n, o in graded.outcomes.items()}
+    counted = {name: count for name, count in counts.items() if count is not None}
+    assert counted == {"sandbox-escaping-processes": 0}
 
 
 @pytest.mark.slow
 def test_no_process_is_left_behind(graded):
-    root, _, _ = graded
+    root = graded.root
     deadline = time.monotonic() + 10
     while (left := leftover_processes(root)) and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -280,7 +333,7 @@ def _only(root: Path, names: tuple[str, ...]) -> Iterator[None]:
 @pytest.mark.slow
 def test_regrading_changes_no_score(graded):
     """Grade a few students again, the others held back: no score may move, theirs included."""
-    root, outcomes, _ = graded
+    root, outcomes = graded.root, graded.outcomes
     before = _cell_scores(root)
     with _only(root, REGRADED):
         again = grade_assignment(
@@ -297,7 +350,7 @@ def test_regrading_changes_no_score(graded):
 def test_gradebook_written_without_the_sandbox_is_restored(graded):
     """The driver's own guard, behind the sandbox: run unsandboxed, the gradebook writer
     gives everyone 100; the driver restores the gradebook and reports it tampered."""
-    root, _, _ = graded
+    root = graded.root
     before = _cell_scores(root)
     with _only(root, ("cheat-write-gradebook",)):
         (result,) = grade_assignment(

@@ -16,8 +16,8 @@ only when it succeeded; the marker must not appear in the autograded notebook's 
 This module holds what the entries share: the lab, the entry and expectation records,
 the helpers that build notebooks, a few answers used by several categories, and the
 registry. The entries live one module per category (``valid``, ``execution``,
-``tampering``, ``cheating``, ``corrupt``, ``feedback``), each builder right above the entry
-that uses it:
+``tampering``, ``cheating``, ``corrupt``, ``feedback``, ``inprocess``, ``sandbox``), each
+builder right above the entry that uses it:
 a module makes ``CATEGORY = Category("<name>")`` and calls ``CATEGORY.add(...)`` per entry.
 ``CORPUS`` is every entry of the modules listed in ``CATEGORIES``, in that order; a new
 entry goes into its category's module, a new category is a new module listed there.
@@ -30,11 +30,14 @@ import html
 import importlib
 import json
 import os
+import re
 import socket
+import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 from textwrap import dedent
 
 import nbformat
@@ -55,6 +58,7 @@ __all__ = [
     "NAN_NET",
     "NOTEBOOK",
     "NO_BN_NET",
+    "PLANTED",
     "POINTS",
     "PROBE",
     "TABLE",
@@ -63,6 +67,7 @@ __all__ = [
     "Category",
     "Entry",
     "Expected",
+    "HostWrites",
     "Lab",
     "LoopbackServer",
     "Outcome",
@@ -79,6 +84,8 @@ __all__ = [
     "leftover_processes",
     "load_lab",
     "notebook",
+    "plant_outside",
+    "processes_after_cells",
     "read_outcome",
     "scored",
     "write_corpus",
@@ -91,6 +98,7 @@ CONV, TABLE, TRAIN = "test_conv_output_size", "test_tiny_table", "test_training_
 POINTS = {CONV: 2.0, TABLE: 3.0, TRAIN: 2.0}
 FULL = dict(POINTS)
 CANARY = "canary.txt"  # a file in the course root that planted links aim at
+PLANTED = "solutions.txt"  # a readable file in a folder of the machine the kernel needs not
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,9 @@ class Lab:
     release: NotebookNode
     root: Path  # the course root, which some attacks aim at
     port: int  # a TCP port listening on the grader's loopback interface
+    # a folder elsewhere on the machine (outside the repository, the course and every
+    # folder the sandbox binds) that holds a readable PLANTED file
+    outside: Path = Path("/nonexistent/outside")
 
     def solved(self, **answers: str) -> NotebookNode:
         """The release answered as the source does, some solution cells (by grade id) replaced."""
@@ -293,7 +304,16 @@ class Category:
 
 # The category modules, in corpus order; each makes ``CATEGORY = Category(<its name>)``.
 # They import from this module, so the list is read once everything above is defined.
-CATEGORIES = ("valid", "execution", "tampering", "cheating", "corrupt", "feedback", "inprocess")
+CATEGORIES = (
+    "valid",
+    "execution",
+    "tampering",
+    "cheating",
+    "corrupt",
+    "feedback",
+    "inprocess",
+    "sandbox",
+)
 
 
 def _load_corpus() -> list[Entry]:
@@ -311,11 +331,23 @@ CORPUS: list[Entry] = _load_corpus()
 # ---- writing and reading back -----------------------------------------------------------
 
 
-def load_lab(root: Path, port: int) -> Lab:
+def load_lab(root: Path, port: int, outside: Path | None = None) -> Lab:
     """The probe's source and release as generated in ``root``."""
     source = nbformat.read(root / "solutions" / ASSIGNMENT / NOTEBOOK, as_version=4)
     release = nbformat.read(root / "notebooks" / ASSIGNMENT / NOTEBOOK, as_version=4)
-    return Lab(source, release, root, port)
+    return Lab(source, release, root, port, *([outside] if outside else []))
+
+
+def plant_outside() -> Path:
+    """A fresh folder under /var/tmp (the system temp folder where there is none),
+    outside the repository and the course, holding a PLANTED file anyone may read: only
+    the sandbox can keep a kernel from it. The caller removes it."""
+    parent = Path("/var/tmp") if os.access("/var/tmp", os.W_OK) else Path(tempfile.gettempdir())
+    folder = Path(tempfile.mkdtemp(prefix="labkit-planted-", dir=parent))
+    folder.chmod(0o755)
+    (folder / PLANTED).write_text("the answers to every lab, which no kernel may read\n")
+    (folder / PLANTED).chmod(0o644)
+    return folder
 
 
 def write_corpus(lab: Lab, entries: list[Entry] = CORPUS) -> None:
@@ -527,3 +559,59 @@ class LoopbackServer:
         self._stop.set()
         self._thread.join()
         self._socket.close()
+
+
+class HostWrites:
+    """Bytes that kernels wrote on the grader's machine outside the students' own folders,
+    sampled while grading runs: every regular file under ``roots`` owned by another user
+    than the grader (a sandboxed kernel runs as nobody), and any file but the grader's
+    connection files (``*.json``) in the driver's runtime folders; each counted at the
+    largest size seen. A kernel's own folder is a tmpfs in its sandbox: nothing there is
+    on this machine's disk."""
+
+    def __init__(self, roots: list[Path], interval_s: float = 0.5) -> None:
+        self.roots = roots
+        self.sizes: dict[str, int] = {}
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    @property
+    def bytes(self) -> int:
+        return sum(self.sizes.values())
+
+    def _counts(self, path: str, uid: int) -> bool:
+        in_runtime = "runtime" in Path(path).parts and "labkit-grading-" in path
+        return uid != os.geteuid() or (in_runtime and not path.endswith(".json"))
+
+    def _sample(self) -> None:
+        for root in self.roots:
+            for folder, _, files in os.walk(root):
+                for name in files:
+                    path = os.path.join(folder, name)
+                    try:
+                        stat = os.lstat(path)
+                    except OSError:
+                        continue
+                    if S_ISREG(stat.st_mode) and self._counts(path, stat.st_uid):
+                        self.sizes[path] = max(self.sizes.get(path, 0), stat.st_size)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._sample()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+
+_ALIVE = re.compile(r"processes alive after a cell: (\d+)")
+
+
+def processes_after_cells(outcome: Outcome) -> int | None:
+    """How many processes a submission found still alive from an earlier cell (it prints
+    "processes alive after a cell: N"), or None when it printed no such count."""
+    counts = [int(n) for n in _ALIVE.findall(outcome.outputs)]
+    return max(counts) if counts else None
