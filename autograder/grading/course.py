@@ -8,12 +8,14 @@ the demo and the tests) so that grading never touches the repository's state.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import nbformat
@@ -28,6 +30,7 @@ __all__ = [
     "nbgrader",
     "notebook_names",
     "split_regions",
+    "stop_running",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +42,13 @@ _NBGRADER_MAIN = (
     "import sys; sys.modules['rfc3987_syntax'] = None; sys.argv[0] = 'nbgrader'; "
     "from nbgrader.apps.nbgraderapp import main; main()"
 )
+# nbgrader runs in its own session (so that a timeout kills it and its kernel as one
+# group), which also means it would outlive a grader killed outright: setpriv has Linux
+# send it SIGKILL when the grader dies, and its sandboxed kernel dies with it (bwrap
+# --die-with-parent).
+_DIE_WITH_GRADER = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
+_RUNNING: set[subprocess.Popen] = set()
+_RUNNING_LOCK = threading.Lock()
 
 
 def nbgrader(
@@ -46,8 +56,10 @@ def nbgrader(
 ) -> subprocess.CompletedProcess[str]:
     """Run ``nbgrader ARGS`` on the course in ``root`` (its config file applies).
 
-    On timeout the whole process group (nbgrader and its kernel) is killed."""
+    On timeout, or when ``stop_running`` is called, the whole process group (nbgrader
+    and its kernel) is killed."""
     command = [sys.executable, "-c", _NBGRADER_MAIN, *args, f"--CourseDirectory.root={root}"]
+    command = [*_DIE_WITH_GRADER, *command]
     # nbgrader runs the `alembic` script of its own environment: put that on PATH.
     scripts = str(Path(sys.executable).parent)
     env = {**os.environ, **(env or {})}
@@ -61,13 +73,29 @@ def nbgrader(
         text=True,
         start_new_session=True,
     ) as process:
+        with _RUNNING_LOCK:
+            _RUNNING.add(process)
         try:
             stdout, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
             raise
+        finally:
+            with _RUNNING_LOCK:
+                _RUNNING.discard(process)
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def stop_running() -> int:
+    """Kill every nbgrader run this process started that is still going (with its
+    kernel), as a grader stopped with Ctrl-C must; return how many there were."""
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for process in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    return len(running)
 
 
 def assignments(root: Path = REPO_ROOT) -> list[str]:

@@ -57,10 +57,19 @@ MEMORY_BYTES = int(os.environ.get("LABKIT_SANDBOX_MEMORY", str(8 * 2**30)))
 MAX_PROCESSES = max(64, 8 * (os.cpu_count() or 1))
 MAX_FILE_BYTES = 512 * 2**20
 SCRATCH_BYTES = 2**30  # each of /tmp and the working folder
-# The kit's environment variables a lab reads; everything else is dropped.
+# The kit's environment variables a lab reads, and the threads a kernel may use (set by
+# the grading driver, which runs several kernels at once); everything else is dropped.
 _PACKAGE = Path(__file__).resolve().parents[1]  # autograder/: the checks the labs import
 _CHECKOUT = _PACKAGE.parent  # where labkit/ and data/ sit beside it
-_PASSED_ENV = ("LABKIT_CIFAR10", "LABKIT_MNIST", "LABKIT_FASHION_MNIST", "LABKIT_DATA", "PATH")
+_PASSED_ENV = (
+    "LABKIT_CIFAR10",
+    "LABKIT_MNIST",
+    "LABKIT_FASHION_MNIST",
+    "LABKIT_DATA",
+    "PATH",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+)
 
 
 def available() -> str | None:
