@@ -55,6 +55,7 @@ from autograder.grading.tree import Tree, digest, read_tree, sync_tree, write_tr
 
 __all__ = [
     "DATA_VARIABLES",
+    "KERNEL_TASKS",
     "GradingError",
     "LocalRunner",
     "NoFitWorker",
@@ -66,6 +67,9 @@ __all__ = [
 
 DATA_VARIABLES = ("LABKIT_CIFAR10", "LABKIT_MNIST", "LABKIT_FASHION_MNIST", "LABKIT_DATA")
 ATTEMPTS = 2  # a task that does not come back is retried once
+# Threads a sandboxed kernel holds besides torch's own (13 measured with one torch thread:
+# ipykernel's, ZeroMQ's, the heartbeat), with room for what a cell starts.
+KERNEL_TASKS = 16
 _CHANGES_TOLERATED = 3  # a submission rewritten while graded is graded again, this often
 
 
@@ -76,22 +80,30 @@ def cores() -> int:
     return os.cpu_count() or 1
 
 
-def plan_workers(workers: int | None, available: int | None = None) -> tuple[int, int]:
+def plan_workers(
+    workers: int | None, available: int | None = None, process_cap: int | None = None
+) -> tuple[int, int]:
     """(workers, threads per kernel) on a machine with ``available`` cores.
 
     Threads per kernel come from ``OMP_NUM_THREADS`` when it is set (torch reads it),
     else the cores shared among the workers; workers, when not given, are as many as
-    the cores hold kernels of that many threads.
+    the cores hold kernels of that many threads. ``process_cap``: the sandbox's cap on
+    processes and threads, which every sandboxed kernel counts against together (they
+    run as one user); workers are fewer when more kernels would not fit under it.
     """
     available = available or cores()
     setting = os.environ.get("OMP_NUM_THREADS", "")
-    threads = int(setting) if setting.isdigit() and int(setting) > 0 else None
-    if workers is None:
-        threads = threads or 1
-        return max(1, available // threads), threads
-    if workers < 1:
+    fixed = int(setting) if setting.isdigit() and int(setting) > 0 else None
+    if workers is not None and workers < 1:
         raise ValueError(f"--workers {workers}: give at least 1 (one student at a time)")
-    return workers, threads or max(1, available // workers)
+
+    def threads(count: int) -> int:
+        return fixed or max(1, available // count)
+
+    count = workers if workers is not None else max(1, available // (fixed or 1))
+    while process_cap and count > 1 and count * (KERNEL_TASKS + threads(count)) > process_cap:
+        count -= 1
+    return count, threads(count)
 
 
 class GradingError(RuntimeError):
@@ -386,11 +398,19 @@ def grade_batch(
     grade.generate_release(assignment, root)
     expected = grade.notebook_names(assignment, root)
     students = _students(root, assignment)
-    planned, threads = plan_workers(workers)
+    sandboxed = _sandbox_for(use_sandbox, cluster)
+    cap = sandbox.MAX_PROCESSES if sandboxed and cluster is None else None
+    planned, threads = plan_workers(workers, process_cap=cap)
+    if workers is not None and planned < workers:
+        print(
+            f"  --workers {workers}: only {planned} sandboxed kernels fit under the sandbox's "
+            f"cap of {cap} processes and threads, which all kernels share (each holds about "
+            f"{KERNEL_TASKS + threads}): grading {planned} students at once"
+        )
     settings = _Settings(
         timeout=timeout,
         feedback=feedback,
-        sandboxed=_sandbox_for(use_sandbox, cluster),
+        sandboxed=sandboxed,
         threads=None if cluster else threads,
         data_env={name: os.environ[name] for name in DATA_VARIABLES if os.environ.get(name)},
     )

@@ -31,7 +31,7 @@ from distributed import Client, Future, get_worker
 from tqdm import tqdm
 
 from autograder.grading import sandbox
-from autograder.grading.batch import GradingError, NoFitWorker, cores
+from autograder.grading.batch import GradingError, NoFitWorker, cores, plan_workers
 from autograder.grading.course import REPO_ROOT
 from autograder.grading.task import CourseFiles, Outcome, Task, data_environment, run_task
 from autograder.grading.tree import digest
@@ -53,9 +53,20 @@ def kit_fingerprint() -> str:
     return digest(tree)
 
 
-def check_worker(sandboxed: bool, data_env: dict[str, str], fingerprint: str) -> list[str]:
-    """What this machine lacks to grade as the coordinator does ([] when nothing)."""
+def check_worker(
+    sandboxed: bool, data_env: dict[str, str], fingerprint: str, dask_worker: object = None
+) -> list[str]:
+    """What this machine lacks to grade as the coordinator does ([] when nothing).
+    ``Client.run`` passes the worker itself as ``dask_worker``."""
     problems = []
+    nthreads = _nthreads(dask_worker) if dask_worker is not None else 1
+    fits, _ = plan_workers(nthreads, process_cap=sandbox.MAX_PROCESSES if sandboxed else None)
+    if fits < nthreads:
+        problems.append(
+            f"it grades {nthreads} students at once, but only {fits} sandboxed kernels fit "
+            f"under the sandbox's cap of {sandbox.MAX_PROCESSES} processes and threads, "
+            f"which all kernels share: start it with `dask worker --nthreads {fits}`"
+        )
     for module in ("nbgrader", "nbconvert", "ipykernel", "torch", "labkit"):
         try:
             __import__(module)
@@ -82,11 +93,16 @@ def check_worker(sandboxed: bool, data_env: dict[str, str], fingerprint: str) ->
     return problems
 
 
+def _nthreads(worker: object) -> int:
+    """How many tasks a Dask worker runs at once."""
+    return max(1, getattr(worker, "state", worker).nthreads)
+
+
 def grade_on_worker(task: Task, course: CourseFiles) -> Outcome:
-    """``run_task`` on a Dask worker; each kernel gets the cores over the worker's threads."""
+    """``run_task`` on a Dask worker; each kernel gets the cores over the worker's threads
+    (or ``OMP_NUM_THREADS`` where the worker was started with it)."""
     worker = get_worker()
-    nthreads = getattr(worker, "state", worker).nthreads
-    threads = task.threads or max(1, cores() // max(1, nthreads))
+    threads = task.threads or plan_workers(_nthreads(worker), cores())[1]
     outcome = run_task(replace(task, threads=threads), course)
     return replace(outcome, worker=worker.address)
 

@@ -257,6 +257,23 @@ def test_workers_follow_the_cores_and_the_threads_each_kernel_uses(monkeypatch):
         batch.plan_workers(0, available=8)
 
 
+def test_workers_are_fewer_when_their_kernels_would_not_fit_the_sandboxs_process_cap(
+    monkeypatch,
+):
+    """Sandboxed kernels run as one user, whose processes and threads the sandbox caps
+    all together: kernels beyond the cap would fail to start threads, and crash."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    per_kernel = batch.KERNEL_TASKS
+    assert batch.plan_workers(None, available=2, process_cap=64) == (2, 1)
+    assert batch.plan_workers(None, available=8, process_cap=64) == (3, 2)
+    assert batch.plan_workers(16, available=16, process_cap=128) == (7, 2)
+    for cap in (64, 128, 256):
+        for cores in (1, 2, 8, 16, 32):
+            workers, threads = batch.plan_workers(None, available=cores, process_cap=cap)
+            assert workers * (per_kernel + threads) <= cap or workers == 1
+    assert batch.plan_workers(None, available=4, process_cap=10) == (1, 4)  # never none
+
+
 def test_the_sandbox_tells_the_kernel_how_many_threads_it_may_use(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("MKL_NUM_THREADS", "1")
