@@ -4,5 +4,8 @@
 submission), ``scan`` (flag code that reaches for the grader), ``sandbox`` (the
 bubblewrap kernel), ``feedback`` (what a student sees afterwards), ``grade`` (the
 driver), ``samples`` (the bundled sample submissions), ``bundle`` (what students get)
-and ``colab`` (the badge and setup cells).
+and ``colab`` (the badge and setup cells). A whole class: ``batch`` (several students at
+once, resumable, with progress), ``task`` (one student in a scratch course), ``rows``
+(a student's gradebook rows), ``ledger`` (what is graded already), ``tree`` (folders as
+data) and ``cluster`` (the same tasks on a Dask cluster).
 """
