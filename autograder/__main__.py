@@ -1,8 +1,12 @@
 """``python -m autograder``: release the student notebooks, grade, run the demo.
 
 python -m autograder release [ASSIGNMENT ...]   regenerate notebooks/ from solutions/
-python -m autograder grade ASSIGNMENT [--root DIR]
-                                                grade submitted/*/ASSIGNMENT in DIR
+python -m autograder grade ASSIGNMENT [--root DIR] [--workers N | --cluster ADDRESS]
+                                    [--regrade]
+                                                grade submitted/*/ASSIGNMENT in DIR, N
+                                                students at once (or on a Dask cluster);
+                                                run again, it grades only what changed
+                                                or did not finish (--regrade: everyone)
 python -m autograder demo [--root DIR]          release, then grade the bundled samples
 python -m autograder colab [ASSIGNMENT ...]     add or update the Colab badge and setup
                                                 cells of solutions/ (then run release)
@@ -16,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
 
+from autograder.grading.batch import GradingError
 from autograder.grading.bundle import scan_bundle, write_bundle
 from autograder.grading.colab import apply_colab_cells
 from autograder.grading.course import (
@@ -40,9 +46,43 @@ def _release(names: list[str]) -> int:
     return 0
 
 
-def _grade(assignment: str, root: Path, timeout: float) -> int:
+def _workers(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of students, at least 1")
+    return int(text)
+
+
+def _stop(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _grade(
+    assignment: str,
+    root: Path,
+    timeout: float,
+    workers: int | None = None,
+    cluster: str | None = None,
+    regrade: bool = False,
+) -> int:
     print(f"grading {assignment} in {root}")
-    results = grade_assignment(assignment, root, timeout=timeout)
+    # A batch job stopped by its scheduler (SIGTERM) stops as Ctrl-C does: what is
+    # recorded stays, and the same command resumes.
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        results = grade_assignment(
+            assignment,
+            root,
+            timeout=timeout,
+            workers=workers,
+            cluster=cluster,
+            resume=not regrade,
+        )
+    except KeyboardInterrupt:
+        print("grading stopped; run the same command again to resume", file=sys.stderr)
+        return 130
+    except GradingError as error:
+        print(f"cannot grade: {error}", file=sys.stderr)
+        return 2
     print(format_results(results))
     print(f"feedback: {root / 'feedback'}; grades: {root / f'grades-{assignment}.csv'}")
     return 0
@@ -107,6 +147,23 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("assignment")
     grade.add_argument("--root", type=Path, default=REPO_ROOT, help="the course folder")
     grade.add_argument("--timeout", type=float, default=900, help="seconds per submission")
+    where = grade.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers",
+        type=_workers,
+        help="students graded at once on this machine (default: the cores over "
+        "OMP_NUM_THREADS, the threads each kernel uses, 1 when unset)",
+    )
+    where.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="grade on the workers of this Dask scheduler (tcp://host:8786)",
+    )
+    grade.add_argument(
+        "--regrade",
+        action="store_true",
+        help="grade every submission again, not only the changed or unfinished ones",
+    )
     demo = commands.add_parser("demo", help="release, then grade the bundled sample submissions")
     demo.add_argument("--root", type=Path, default=REPO_ROOT / "build" / "demo")
     demo.add_argument("--timeout", type=float, default=900, help="seconds per submission")
@@ -123,7 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "release":
         return _release(args.assignments)
     if args.command == "grade":
-        return _grade(args.assignment, args.root.resolve(), args.timeout)
+        return _grade(
+            args.assignment,
+            args.root.resolve(),
+            args.timeout,
+            args.workers,
+            args.cluster,
+            args.regrade,
+        )
     if args.command == "colab":
         return _colab(args.assignments)
     if args.command == "bundle":

@@ -1,6 +1,7 @@
 """Grade the hostile corpus (tests/grading/hostile/) and say how grading held up.
 
     .venv/bin/python scripts/bench_grading.py [--runs 2] [--day04] [--keep]
+    .venv/bin/python scripts/bench_grading.py --workers 1 2 [--students 8] [--repeats 2]
 
 Each run grades every corpus submission of the probe lab, sandboxed, in one course
 folder (a later run regrades the same submissions, as handed in, there). Printed: the corpus
@@ -11,6 +12,16 @@ the students' own folders (sampled while grading runs), processes that a submiss
 alive after the cell that started them, and score differences between runs. With
 ``--day04``, also the seconds one correct Day 4 submission takes (needs
 ``LABKIT_CIFAR10``).
+
+With ``--workers``, instead of the corpus: the same ``--students`` copies of a solved probe
+submission graded by a batch (``autograder.grading.batch``) with each number of workers
+in turn, side by side in one run (``--repeats`` alternates the order: 1 2 2 1 ...), each
+in a fresh copy of one course folder. With the default threads per kernel (the cores
+over the workers, ``OMP_NUM_THREADS`` unset), ``--workers 1 2`` on two cores compares one
+two-thread kernel at a time with two single-thread kernels. Printed per run: seconds,
+students a minute, the load average before and after, and the most threads the kernels
+held at once (the sandbox's process cap counts them); then the mean per worker count
+and its ratio to the first.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -29,7 +41,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from autograder.grading import sandbox  # noqa: E402
+from autograder.grading import batch, sandbox  # noqa: E402
 from autograder.grading.course import REPO_ROOT, generate_release, make_course_root  # noqa: E402
 from autograder.grading.grade import Result, grade_assignment  # noqa: E402
 from autograder.grading.samples import answered  # noqa: E402
@@ -174,6 +186,95 @@ def bench_day04(timeout: float) -> None:
         )
 
 
+def _kernel_threads() -> int:
+    """Threads of the sandboxed kernels now (they run as nobody when grading as root)."""
+    total = 0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(
+                line.split(":", 1) for line in status.read_text().splitlines() if ":" in line
+            )
+        except OSError:
+            continue
+        if fields.get("Uid", "").split()[:1] == [str(sandbox.NOBODY)]:
+            total += int(fields.get("Threads", "0"))
+    return total
+
+
+class _PeakThreads:
+    """The most kernel threads seen at once while it runs (sampled every 0.2 s)."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.2):
+            self.peak = max(self.peak, _kernel_threads())
+
+    def __enter__(self) -> _PeakThreads:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _solved_course(work: Path, students: int) -> Path:
+    root = make_course_root(work / "course", [ASSIGNMENT], source=PROBE)
+    generate_release(ASSIGNMENT, root)
+    lab = load_lab(root, port=0)
+    text = nbformat.writes(answered(lab.source, lab.release))
+    for index in range(students):
+        folder = root / "submitted" / f"student{index + 1:03d}" / ASSIGNMENT
+        folder.mkdir(parents=True)
+        (folder / "probe.ipynb").write_text(text, encoding="utf-8")
+    return root
+
+
+def bench_workers(counts: list[int], students: int, repeats: int, timeout: float) -> None:
+    """Throughput of a batch with each number of workers, side by side."""
+    cores = batch.cores()
+    plans = {n: batch.plan_workers(n, cores) for n in counts}
+    print(f"\n== batch throughput: {students} solved probe submissions, {cores} cores")
+    for n, (workers, threads) in plans.items():
+        print(f"  --workers {n}: {workers} at once, {threads} thread(s) per kernel")
+    order = [n for r in range(repeats) for n in (counts if r % 2 == 0 else counts[::-1])]
+    seconds: dict[int, list[float]] = {n: [] for n in counts}
+    with tempfile.TemporaryDirectory(prefix="labkit-bench-workers-") as work:
+        course = _solved_course(Path(work), students)
+        for run, n in enumerate(order, 1):
+            root = Path(work) / f"run{run}"
+            shutil.copytree(course, root)
+            before = os.getloadavg()
+            with _PeakThreads() as threads:
+                start = time.perf_counter()
+                results = grade_assignment(
+                    ASSIGNMENT, root, timeout=timeout, use_sandbox=True, workers=n, progress=False
+                )
+                took = time.perf_counter() - start
+            after = os.getloadavg()
+            graded = sum(r.status == "graded" for r in results)
+            seconds[n].append(took)
+            print(
+                f"run {run}: --workers {n}: {took:.1f} s, {60 * students / took:.1f} a minute "
+                f"({graded}/{students} graded); load {before[0]:.2f} -> {after[0]:.2f}; "
+                f"kernel threads at most {threads.peak} (cap {sandbox.MAX_PROCESSES})",
+                flush=True,
+            )
+            shutil.rmtree(root, ignore_errors=True)
+    print("\n== summary (students a minute, mean over runs; ratio to the first)")
+    base = statistics.mean(seconds[counts[0]])
+    for n in counts:
+        mean = statistics.mean(seconds[n])
+        print(
+            f"--workers {n}: {60 * students / mean:.1f} a minute, {mean:.1f} s "
+            f"({', '.join(f'{s:.1f}' for s in seconds[n])}); {base / mean:.2f}x"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=2, help="grading runs (default 2)")
@@ -181,13 +282,21 @@ def main() -> None:
     parser.add_argument("--cell-timeout", default="12", help="LABKIT_CELL_TIMEOUT (s)")
     parser.add_argument("--day04", action="store_true", help="also time a Day 4 submission")
     parser.add_argument("--keep", action="store_true", help="keep the course folder")
+    parser.add_argument(
+        "--workers", type=int, nargs="+", help="compare batch throughput with these workers"
+    )
+    parser.add_argument("--students", type=int, default=8, help="with --workers (default 8)")
+    parser.add_argument("--repeats", type=int, default=1, help="with --workers (default 1)")
     args = parser.parse_args()
     why_not = sandbox.available()
     if why_not:
         sys.exit(f"the grading sandbox cannot run here: {why_not}")
     os.environ["LABKIT_CELL_TIMEOUT"] = args.cell_timeout
     print(f"{os.cpu_count()} CPUs; {args.cell_timeout} s a cell, {args.timeout:g} s a student")
-    bench_corpus(args.runs, args.timeout, args.keep)
+    if args.workers:
+        bench_workers(args.workers, args.students, args.repeats, args.timeout)
+    else:
+        bench_corpus(args.runs, args.timeout, args.keep)
     if args.day04:
         os.environ.pop("LABKIT_CELL_TIMEOUT")
         bench_day04(timeout=900)

@@ -6,5 +6,8 @@ process the driver can stop at the cap), ``sandbox`` (the bubblewrap kernel),
 ``scoring`` (scores from outcomes, not outputs), ``outputs`` (the cap on what a graded
 notebook carries), ``feedback`` (what a student sees afterwards), ``grade`` (the
 driver), ``samples`` (the bundled sample submissions), ``bundle`` (what students get)
-and ``colab`` (the badge and setup cells).
+and ``colab`` (the badge and setup cells). A whole class: ``batch`` (several students at
+once, resumable, with progress), ``task`` (one student in a scratch course), ``rows``
+(a student's gradebook rows), ``ledger`` (what is graded already), ``tree`` (folders as
+data) and ``cluster`` (the same tasks on a Dask cluster).
 """

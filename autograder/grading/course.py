@@ -8,12 +8,14 @@ the demo and the tests) so that grading never touches the repository's state.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import nbformat
@@ -29,6 +31,7 @@ __all__ = [
     "notebook_names",
     "run_capped",
     "split_regions",
+    "stop_running",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -40,13 +43,22 @@ _NBGRADER_MAIN = (
     "import sys; sys.modules['rfc3987_syntax'] = None; sys.argv[0] = 'nbgrader'; "
     "from nbgrader.apps.nbgraderapp import main; main()"
 )
+# nbgrader runs in its own session (so that a timeout kills it and its kernel as one
+# group), which also means it would outlive a grader killed outright: setpriv has Linux
+# send it SIGKILL when the grader dies, and its sandboxed kernel dies with it (bwrap
+# --die-with-parent).
+_DIE_WITH_GRADER = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
+_RUNNING: set[subprocess.Popen] = set()
+_RUNNING_LOCK = threading.Lock()
 
 
 def run_capped(
     command: list[str], cwd: Path, timeout: float | None, env: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``command`` in a session of its own, its output captured; on timeout, kill the
-    whole session (the process and whatever it started) and raise ``TimeoutExpired``."""
+    """Run ``command`` in a session of its own, its output captured; on timeout, or when
+    ``stop_running`` is called, kill the whole session (the process and whatever it
+    started); on timeout, raise ``TimeoutExpired``. The session dies with the grader."""
+    command = [*_DIE_WITH_GRADER, *command]
     with subprocess.Popen(
         command,
         cwd=cwd,
@@ -56,12 +68,17 @@ def run_capped(
         text=True,
         start_new_session=True,
     ) as process:
+        with _RUNNING_LOCK:
+            _RUNNING.add(process)
         try:
             stdout, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
             raise
+        finally:
+            with _RUNNING_LOCK:
+                _RUNNING.discard(process)
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
@@ -77,6 +94,17 @@ def nbgrader(
     env = {**os.environ, **(env or {})}
     env["PATH"] = os.pathsep.join([scripts, env.get("PATH", "")])
     return run_capped(command, root, timeout, env)
+
+
+def stop_running() -> int:
+    """Kill every nbgrader run this process started that is still going (with its
+    kernel), as a grader stopped with Ctrl-C must; return how many there were."""
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for process in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    return len(running)
 
 
 def assignments(root: Path = REPO_ROOT) -> list[str]:

@@ -263,12 +263,26 @@ def grade_assignment(
     timeout: float = 900,
     feedback: bool = True,
     use_sandbox: bool | None = None,
+    workers: int | None = None,
+    cluster: str | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
 ) -> list[Result]:
     """Autograde every submission of ``assignment`` in the course at ``root``.
 
     ``use_sandbox``: None uses bubblewrap when it works here and says so when it
     does not; True requires it; False turns it off.
+
+    With ``workers``, ``cluster`` or ``resume``, ``autograder.grading.batch`` grades
+    (several students at once, here or on a Dask cluster; resumably); otherwise one
+    student at a time, in this course folder.
     """
+    if workers is not None or cluster is not None or resume:
+        from autograder.grading.batch import grade_batch  # it imports this module
+
+        return grade_batch(
+            assignment, root, timeout, feedback, use_sandbox, workers, cluster, resume, progress
+        )
     root = root.resolve()
     generate_release(assignment, root)
     expected = notebook_names(assignment, root)

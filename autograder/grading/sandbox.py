@@ -108,7 +108,9 @@ ETC_PATHS = tuple(
 _PACKAGE = Path(__file__).resolve().parents[1]  # autograder/: the checks the labs import
 _CHECKOUT = _PACKAGE.parent  # where labkit/ and data/ sit beside it
 _DATA_ENV = ("LABKIT_CIFAR10", "LABKIT_MNIST", "LABKIT_FASHION_MNIST", "LABKIT_DATA")
-_PASSED_ENV = (*_DATA_ENV, "PATH")
+# and the threads a kernel may use (set by the grading driver, which runs several
+# kernels at once)
+_PASSED_ENV = (*_DATA_ENV, "PATH", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def available() -> str | None:

@@ -1,0 +1,265 @@
+"""Batch grading of real submissions: in parallel, on a Dask cluster, and stopped and resumed.
+
+Each test compares what a batch leaves in the course folder (every grade cell's scores in
+the gradebook, the CSV's statuses, scores and details, the autograded notebooks, the
+feedback pages with run times masked) with what the serial driver or an uninterrupted
+batch leaves.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from distributed import LocalCluster, Nanny, Scheduler, SpecCluster
+from nbgrader.api import Gradebook
+
+from autograder.grading.course import REPO_ROOT, generate_release, make_course_root
+from autograder.grading.grade import FAILED, GRADED, INVALID, grade_assignment
+from autograder.grading.ledger import read_journal, read_record
+from autograder.grading.samples import answered, write_samples
+from tests.grading.hostile import ASSIGNMENT as PROBE_LAB
+from tests.grading.hostile import NOTEBOOK as PROBE_NOTEBOOK
+from tests.grading.hostile import PROBE, leftover_processes, load_lab
+
+DAY01 = "day01_conv_arithmetic"
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning"),  # nbgrader's own
+]
+
+
+def _gradebook_cells(root: Path, assignment: str) -> dict[tuple[str, ...], tuple]:
+    """(student, notebook, cell) -> every value nbgrader keeps for that grade or comment."""
+    cells = {}
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as book:
+        for submission in book.assignment_submissions(assignment):
+            for notebook in submission.notebooks:
+                for grade in notebook.grades:
+                    key = (submission.student_id, notebook.name, grade.name, "grade")
+                    cells[key] = (
+                        grade.auto_score,
+                        grade.manual_score,
+                        grade.extra_credit,
+                        grade.needs_manual_grade,
+                    )
+                for comment in notebook.comments:
+                    key = (submission.student_id, notebook.name, comment.name, "comment")
+                    cells[key] = (comment.auto_comment, comment.manual_comment)
+    return cells
+
+
+def _csv(root: Path, assignment: str) -> list[dict[str, str]]:
+    with (root / f"grades-{assignment}.csv").open(encoding="utf-8") as handle:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
+
+
+def _page_text(path: Path) -> str:
+    """A feedback page's text, with numbers masked: run times and the split of a stream
+    into outputs differ from run to run, nothing else may."""
+    text = html.unescape(re.sub(r"<[^>]+>", " ", path.read_text(encoding="utf-8")))
+    return " ".join(re.sub(r"\d+(\.\d+)?", "0", text).split())
+
+
+def _files(root: Path, folder: str) -> dict[str, str]:
+    base = root / folder
+    return {
+        p.relative_to(base).as_posix(): _page_text(p) if p.suffix == ".html" else ""
+        for p in sorted(base.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _state(root: Path, assignment: str) -> dict[str, object]:
+    return {
+        "gradebook": _gradebook_cells(root, assignment),
+        "csv": _csv(root, assignment),
+        "autograded": sorted(_files(root, "autograded")),
+        "feedback": _files(root, "feedback"),
+    }
+
+
+def _assert_same(actual: dict, expected: dict) -> None:
+    for part in expected:
+        assert actual[part] == expected[part], part
+
+
+@pytest.fixture(scope="module")
+def day01(tmp_path_factory) -> Path:
+    """A course folder with Day 1's sample submissions, not graded yet (copy it)."""
+    root = make_course_root(tmp_path_factory.mktemp("day01") / "course", [DAY01])
+    write_samples(DAY01, root, REPO_ROOT)
+    return root
+
+
+@pytest.fixture(scope="module")
+def day01_serial(day01, tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("serial") / "course"
+    shutil.copytree(day01, root)
+    results = grade_assignment(DAY01, root, timeout=900)
+    assert {r.status for r in results} == {GRADED, INVALID}, results
+    return _state(root, DAY01)
+
+
+def test_parallel_workers_leave_what_the_serial_driver_leaves(day01, day01_serial, tmp_path):
+    root = tmp_path / "course"
+    shutil.copytree(day01, root)
+    grade_assignment(DAY01, root, timeout=900, workers=2)
+    _assert_same(_state(root, DAY01), day01_serial)
+    assert all(read_record(root, DAY01, row["student"]) for row in day01_serial["csv"])
+
+
+def test_a_dask_cluster_leaves_what_the_serial_driver_leaves(day01, day01_serial, tmp_path):
+    root = tmp_path / "course"
+    shutil.copytree(day01, root)
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        grade_assignment(DAY01, root, timeout=900, cluster=cluster.scheduler_address)
+        workers = set(cluster.scheduler_info["workers"])
+    _assert_same(_state(root, DAY01), day01_serial)
+    recorded = [e for e in read_journal(root, DAY01) if e["event"] == "recorded"]
+    assert {e["worker"] for e in recorded} <= workers
+    assert len(recorded) == len(day01_serial["csv"])
+
+
+def _probe_course(root: Path, students: dict[str, str]) -> Path:
+    """A probe-lab course: each student hands in the "solved" or "untouched" notebook,
+    or "corrupt" (truncated JSON)."""
+    make_course_root(root, [PROBE_LAB], source=PROBE)
+    generate_release(PROBE_LAB, root)
+    lab = load_lab(root, port=0)
+    for student, kind in students.items():
+        folder = root / "submitted" / student / PROBE_LAB
+        folder.mkdir(parents=True)
+        nb = answered(lab.source, lab.release) if kind == "solved" else lab.release
+        text = nbformat.writes(nb)
+        (folder / PROBE_NOTEBOOK).write_text(text[:2000] if kind == "corrupt" else text)
+    return root
+
+
+def test_a_worker_that_lacks_the_data_is_named_and_gets_no_student(tmp_path):
+    root = _probe_course(tmp_path / "course", {"ada": "untouched", "bob": "corrupt"})
+    missing = "/nonexistent/cifar10"
+    unfit = {"cls": Nanny, "options": {"nthreads": 1, "env": {"LABKIT_CIFAR10": missing}}}
+    fit = {"cls": Nanny, "options": {"nthreads": 1}}
+    scheduler = {"cls": Scheduler, "options": {"dashboard_address": None}}
+    with SpecCluster(workers={"unfit": unfit}, scheduler=scheduler, worker=fit) as cluster:
+        address = cluster.scheduler_address
+        alone = {r.student: r for r in grade_assignment(PROBE_LAB, root, cluster=address)}
+        assert {r.status for r in alone.values()} == {FAILED}
+        for result in alone.values():
+            assert "LABKIT_CIFAR10" in result.detail and missing in result.detail, result
+        assert read_record(root, PROBE_LAB, "ada") is None
+
+        cluster.scale(2)
+        cluster.wait_for_workers(2)
+        unfit_address = cluster.workers["unfit"].worker_address
+        results = {r.student: r for r in grade_assignment(PROBE_LAB, root, cluster=address)}
+    assert results["ada"].status == GRADED and results["bob"].status == INVALID
+    recorded = {e["student"]: e["worker"] for e in read_journal(root, PROBE_LAB)
+                if e["event"] == "recorded"}  # fmt: skip
+    assert set(recorded) == {"ada", "bob"}
+    assert unfit_address not in recorded.values()
+
+
+# ---- stopped and resumed ------------------------------------------------------------------
+
+KILLS = 4
+SEED = 20260801
+
+
+def _grade_command(root: Path) -> list[str]:
+    return [sys.executable, "-m", "autograder", "grade", PROBE_LAB, "--root", str(root)]
+
+
+def _environment(scratch: Path) -> dict[str, str]:
+    scratch.mkdir(exist_ok=True)
+    # Scratch courses under the test's folder: processes left behind are found by path.
+    return {**os.environ, "TMPDIR": str(scratch), "PYTHONPATH": str(REPO_ROOT)}
+
+
+def _no_leftovers(scratch: Path) -> list[str]:
+    deadline = time.monotonic() + 15
+    while (left := leftover_processes(scratch)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return left
+
+
+def _started(root: Path) -> bool:
+    return any(e["event"] == "started" for e in read_journal(root, PROBE_LAB))
+
+
+def test_a_batch_killed_again_and_again_resumes_to_an_uninterrupted_batchs_grades(tmp_path):
+    students = {
+        "ada": "solved",
+        "bob": "untouched",
+        "cy": "solved",
+        "dee": "corrupt",
+        "eve": "untouched",
+        "fay": "solved",
+    }
+    reference = _probe_course(tmp_path / "reference", students)
+    interrupted = tmp_path / "interrupted"
+    shutil.copytree(reference, interrupted)
+    scratch = tmp_path / "scratch"
+    env = _environment(scratch)
+    command = [*_grade_command(reference), "--workers", "2"]
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=600)
+    expected = _state(reference, PROBE_LAB)
+
+    command = [*_grade_command(interrupted), "--workers", "2"]
+    # Ctrl-C (here SIGTERM, as a batch system sends) once grading is under way: the
+    # driver stops its nbgrader runs and exits, saying how to resume.
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not _started(interrupted) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, out
+    assert _no_leftovers(scratch) == []
+
+    # Then killed outright, at a random moment once that run has started a student (while
+    # kernels run, results come back, files and rows are written), or during the release.
+    rng = random.Random(SEED)
+    delays = []
+    for _ in range(KILLS):
+        before = len(read_journal(interrupted, PROBE_LAB))
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while len(read_journal(interrupted, PROBE_LAB)) == before and process.poll() is None:
+            assert time.monotonic() < deadline, "the batch started no student in 120 s"
+            time.sleep(0.2)
+        if process.poll() is not None:
+            break  # nothing was left to grade
+        delays.append(round(rng.uniform(0, 8), 1))
+        time.sleep(delays[-1])
+        process.kill()
+        process.wait()
+        assert _no_leftovers(scratch) == [], f"left behind after a kill at {delays[-1]} s"
+
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    _assert_same(_state(interrupted, PROBE_LAB), expected)
+
+    journal = read_journal(interrupted, PROBE_LAB)
+    history = {s: [e["event"] for e in journal if e["student"] == s] for s in students}
+    print(f"kills {delays} s after a start; each student's journal: {history}")
+    for student, events in history.items():
+        assert events.count("recorded") == 1, (student, events)
+        assert "started" not in events[events.index("recorded") :], (student, events)
+    # The interruptions hit students being graded, who were graded again later.
+    assert any(events.count("started") > 1 for events in history.values()), history
