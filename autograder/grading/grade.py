@@ -66,6 +66,7 @@ __all__ = [
     "grade_assignment",
     "last_error",
     "student_problem",
+    "withhold_leaking_feedback",
 ]
 
 GRADED, INVALID, FAILED, CRASHED, TIMED_OUT, TAMPERED = (
@@ -324,12 +325,12 @@ def grade_assignment(
         run = nbgrader(["generate_feedback", assignment, "--force"], root)
         if run.returncode != 0:
             print(f"  feedback: nbgrader generate_feedback failed: {last_error(run.stderr)}")
-    results = [_withhold_leaking_feedback(assignment, root, expected, r) for r in results]
+    results = [withhold_leaking_feedback(assignment, root, expected, r) for r in results]
     _write_records(assignment, root, results)
     return results
 
 
-def _withhold_leaking_feedback(
+def withhold_leaking_feedback(
     assignment: str, root: Path, expected: list[str], result: Result
 ) -> Result:
     """Delete the feedback of each autograded notebook whose outputs quote hidden tests

@@ -154,6 +154,8 @@ def run_task(task: Task, course: CourseFiles, stopping: threading.Event | None =
             run = nbgrader(args, root)
             if run.returncode != 0:
                 notes.append(f"nbgrader generate_feedback failed: {last_error(run.stderr)}")
+        # as the serial driver: a page that would quote hidden tests is deleted, and flagged
+        result = grade.withhold_leaking_feedback(assignment, root, list(course.expected), result)
         files = {name: read_tree(root / name / student / assignment) for name in OUTPUT_FOLDERS}
         return Outcome(
             result=result,

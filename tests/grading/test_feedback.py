@@ -197,7 +197,7 @@ def test_the_driver_deletes_a_leaking_notebooks_feedback_and_flags_it_first(tmp_
     leaky = _course(tmp_path, "mallory", _stdout("&amp;#97;" + SECRET[1:]))
     clean = _course(tmp_path, "ada", _stdout(PASS + "\n"))
     scanned = Result("mallory", GRADED, 1, 1, flags=("cell 3: reads the source of the cell",))
-    result = grade._withhold_leaking_feedback("day00", tmp_path, ["lab.ipynb"], scanned)
+    result = grade.withhold_leaking_feedback("day00", tmp_path, ["lab.ipynb"], scanned)
     assert not leaky.exists() and clean.exists()
     assert result.flags[1:] == scanned.flags
     assert result.flags[0] == (
@@ -206,9 +206,7 @@ def test_the_driver_deletes_a_leaking_notebooks_feedback_and_flags_it_first(tmp_
     )
     assert "FLAGGED for review (2): lab.ipynb: no feedback written" in format_results([result])
     untouched = Result("ada", GRADED, 1, 1)
-    assert (
-        grade._withhold_leaking_feedback("day00", tmp_path, ["lab.ipynb"], untouched) is untouched
-    )
+    assert grade.withhold_leaking_feedback("day00", tmp_path, ["lab.ipynb"], untouched) is untouched
 
 
 def test_course_config_withholds_before_anything_removes_outputs():
