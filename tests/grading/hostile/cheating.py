@@ -105,7 +105,7 @@ CATEGORY.add(
     "cheat-torch-patch",
     "a conv that never learns, hidden by patching torch.equal (as T.equal)",
     _torch_patch,
-    scores=FULL,
+    scores=scored(2, 3, 0),  # the kernel's guard puts torch.equal back before the test
     flagged=True,
     cheats_for=(TRAIN,),
 )
@@ -216,7 +216,7 @@ CATEGORY.add(
     "cheat-checker-module-patch",
     "the checks replaced in autograder.checks.tables and autograder.checks.training; NaN loss",
     _checker_module_patch,
-    scores=scored(2, 3, 2),
+    scores=scored(2, 3, 0),  # the guard puts the modules' checks back: the hidden test fails
     flagged=True,
     cheats_for=(TRAIN,),
 )
