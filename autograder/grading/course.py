@@ -64,6 +64,7 @@ def nbgrader(
     scripts = str(Path(sys.executable).parent)
     env = {**os.environ, **(env or {})}
     env["PATH"] = os.pathsep.join([scripts, env.get("PATH", "")])
+    env["LABKIT_GRADING_DRIVER"] = "1"  # autograde runs only from here (grading/entry.py)
     with subprocess.Popen(
         command,
         cwd=root,
