@@ -125,7 +125,7 @@ def test_a_dask_cluster_leaves_what_the_serial_driver_leaves(day01, day01_serial
     root = tmp_path / "course"
     shutil.copytree(day01, root)
     with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
     ) as cluster:
         grade_assignment(DAY01, root, timeout=900, cluster=cluster.scheduler_address)
         workers = set(cluster.scheduler_info["workers"])
@@ -155,7 +155,7 @@ def test_a_worker_that_lacks_the_data_is_named_and_gets_no_student(tmp_path):
     missing = "/nonexistent/cifar10"
     unfit = {"cls": Nanny, "options": {"nthreads": 1, "env": {"LABKIT_CIFAR10": missing}}}
     fit = {"cls": Nanny, "options": {"nthreads": 1}}
-    scheduler = {"cls": Scheduler, "options": {"dashboard_address": None}}
+    scheduler = {"cls": Scheduler, "options": {"dashboard_address": ":0"}}
     with SpecCluster(workers={"unfit": unfit}, scheduler=scheduler, worker=fit) as cluster:
         address = cluster.scheduler_address
         alone = {r.student: r for r in grade_assignment(PROBE_LAB, root, cluster=address)}
