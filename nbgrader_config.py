@@ -16,6 +16,7 @@ from nbgrader.preprocessors import (
     LimitOutput,
 )
 
+from autograder.grading.entry import RequireDriver
 from autograder.grading.feedback import KeepCheckReports, WithholdLeakedFeedback
 from autograder.grading.feedback_html import FeedbackExporter, SanitiseStudentContent
 from autograder.grading.outputs import CapOutputs
@@ -82,6 +83,10 @@ c.Autograde.autograde_preprocessors = [
     AssignLatePenalties,
     CheckCellMetadata,
 ]
+
+# `nbgrader autograde` by hand or from the formgrader would run student code unsandboxed:
+# it stops and names `python -m autograder grade` (autograder/grading/entry.py).
+c.Autograde.autograde_preprocessors.insert(0, RequireDriver)
 
 # A grade cell deleted or copied by a student is restored from the gradebook
 # instead of aborting the batch.

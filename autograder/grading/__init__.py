@@ -9,5 +9,6 @@ driver), ``samples`` (the bundled sample submissions), ``bundle`` (what students
 and ``colab`` (the badge and setup cells). A whole class: ``batch`` (several students at
 once, resumable, with progress), ``task`` (one student in a scratch course), ``rows``
 (a student's gradebook rows), ``ledger`` (what is graded already), ``tree`` (folders as
-data) and ``cluster`` (the same tasks on a Dask cluster).
+data) and ``cluster`` (the same tasks on a Dask cluster); ``entry`` keeps ``nbgrader
+autograde`` to the driver.
 """

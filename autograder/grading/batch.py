@@ -263,7 +263,12 @@ class _Batch:
         while queue or flying:
             while queue and len(flying) < runner.capacity:
                 student = queue.popleft()
-                task = self.task(student)
+                try:
+                    task = self.task(student)
+                except Exception as error:  # an unreadable folder stops only this student
+                    detail = f"the submission could not be read: {type(error).__name__}: {error}"
+                    self.finish(Result(student, FAILED, detail=detail[:400]))
+                    continue
                 self._attempts[student] += 1
                 log(self.root, self.assignment, "started", student, digest=task.digest)
                 flying[runner.submit(task)] = task
@@ -282,7 +287,14 @@ class _Batch:
                 except Exception as error:
                     self._failed(task, f"{type(error).__name__}: {error}"[:300], queue)
                     continue
-                self._apply(task, outcome, queue)
+                try:
+                    self._apply(task, outcome, queue)
+                except Exception as error:  # one student's results never stop the batch
+                    detail = (
+                        "its results could not be written into the course (graded again by "
+                        f"the next run): {type(error).__name__}: {error}"
+                    )
+                    self.finish(Result(task.student, FAILED, detail=detail[:400]))
             for handle, why in runner.lost(list(flying)).items():
                 self._failed(flying.pop(handle), why, queue)
 

@@ -93,6 +93,7 @@ def nbgrader(
     scripts = str(Path(sys.executable).parent)
     env = {**os.environ, **(env or {})}
     env["PATH"] = os.pathsep.join([scripts, env.get("PATH", "")])
+    env["LABKIT_GRADING_DRIVER"] = "1"  # autograde runs only from here (grading/entry.py)
     return run_capped(command, root, timeout, env)
 
 

@@ -14,10 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dask
+import nbformat
 import pytest
 from nbgrader.api import Gradebook
+from traitlets.config.loader import PyFileConfigLoader
 
 from autograder.grading import batch, sandbox
+from autograder.grading.course import REPO_ROOT
+from autograder.grading.entry import DRIVER_VARIABLE, RequireDriver
 from autograder.grading.grade import FAILED, GRADED, Result
 from autograder.grading.ledger import (
     Record,
@@ -409,6 +413,26 @@ def test_a_task_that_does_not_come_back_is_retried_once_then_failed(course, monk
     assert fake.calls == {"ada": 1, "bob": 3, "cy": 2}
 
 
+def test_results_that_cannot_be_written_fail_that_student_only(course, monkeypatch):
+    fake = FakeGrading()
+    monkeypatch.setattr(batch, "run_task", fake)
+    real_import = batch.import_rows
+
+    def import_rows(gradebook, assignment, student, rows):
+        if student == "bob":
+            raise OSError("disk full")
+        real_import(gradebook, assignment, student, rows)
+
+    monkeypatch.setattr(batch, "import_rows", import_rows)
+    results = _grade(course)
+    assert results["bob"].status == FAILED and "OSError: disk full" in results["bob"].detail
+    assert results["ada"].status == results["cy"].status == GRADED
+    assert read_record(course, ASSIGNMENT, "bob") is None  # graded again by the next run
+    monkeypatch.setattr(batch, "import_rows", real_import)
+    assert _grade(course)["bob"].status == GRADED
+    assert fake.calls == {"ada": 1, "bob": 2, "cy": 1}
+
+
 def test_the_progress_bar_shows_done_of_total_and_counts_by_status(course, monkeypatch, capsys):
     monkeypatch.setattr(batch, "run_task", FakeGrading(raises={"cy": 99}))
     _grade(course, progress=True)
@@ -425,3 +449,17 @@ def test_an_unreachable_cluster_says_how_to_start_one(course, monkeypatch):
     ):
         batch.grade_batch(ASSIGNMENT, course, use_sandbox=False, cluster="tcp://127.0.0.1:9")
     assert read_journal(course, ASSIGNMENT) == []
+
+
+# ---- autograde only through the driver ----------------------------------------------------
+
+
+def test_autograde_outside_the_driver_is_refused_first(monkeypatch):
+    nb = nbformat.v4.new_notebook()
+    monkeypatch.delenv(DRIVER_VARIABLE, raising=False)
+    with pytest.raises(RuntimeError, match="python -m autograder grade ASSIGNMENT"):
+        RequireDriver().preprocess(nb, {})
+    monkeypatch.setenv(DRIVER_VARIABLE, "1")
+    assert RequireDriver().preprocess(nb, {}) == (nb, {})
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(REPO_ROOT)).load_config()
+    assert config.Autograde.autograde_preprocessors[0] is RequireDriver

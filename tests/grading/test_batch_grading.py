@@ -26,6 +26,7 @@ from distributed import LocalCluster, Nanny, Scheduler, SpecCluster
 from nbgrader.api import Gradebook
 
 from autograder.grading.course import REPO_ROOT, generate_release, make_course_root
+from autograder.grading.entry import DRIVER_VARIABLE
 from autograder.grading.grade import FAILED, GRADED, INVALID, grade_assignment
 from autograder.grading.ledger import read_journal, read_record
 from autograder.grading.samples import answered, write_samples
@@ -124,7 +125,7 @@ def test_a_dask_cluster_leaves_what_the_serial_driver_leaves(day01, day01_serial
     root = tmp_path / "course"
     shutil.copytree(day01, root)
     with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
     ) as cluster:
         grade_assignment(DAY01, root, timeout=900, cluster=cluster.scheduler_address)
         workers = set(cluster.scheduler_info["workers"])
@@ -154,7 +155,7 @@ def test_a_worker_that_lacks_the_data_is_named_and_gets_no_student(tmp_path):
     missing = "/nonexistent/cifar10"
     unfit = {"cls": Nanny, "options": {"nthreads": 1, "env": {"LABKIT_CIFAR10": missing}}}
     fit = {"cls": Nanny, "options": {"nthreads": 1}}
-    scheduler = {"cls": Scheduler, "options": {"dashboard_address": None}}
+    scheduler = {"cls": Scheduler, "options": {"dashboard_address": ":0"}}
     with SpecCluster(workers={"unfit": unfit}, scheduler=scheduler, worker=fit) as cluster:
         address = cluster.scheduler_address
         alone = {r.student: r for r in grade_assignment(PROBE_LAB, root, cluster=address)}
@@ -172,6 +173,20 @@ def test_a_worker_that_lacks_the_data_is_named_and_gets_no_student(tmp_path):
                 if e["event"] == "recorded"}  # fmt: skip
     assert set(recorded) == {"ada", "bob"}
     assert unfit_address not in recorded.values()
+
+
+def test_nbgrader_autograde_by_hand_stops_and_names_the_driver(tmp_path):
+    root = _probe_course(tmp_path / "course", {"ada": "solved"})
+    env = {k: v for k, v in os.environ.items() if k != DRIVER_VARIABLE}
+    by_hand = subprocess.run(
+        [sys.executable, "-m", "nbgrader", "autograde", PROBE_LAB, "--force"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert by_hand.returncode != 0
+    assert "python -m autograder grade ASSIGNMENT" in by_hand.stdout + by_hand.stderr
+    assert not (root / "autograded" / "ada" / PROBE_LAB / PROBE_NOTEBOOK).exists()
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as book:
+        assert all(s.score == 0 for s in book.assignment_submissions(PROBE_LAB))
 
 
 # ---- stopped and resumed ------------------------------------------------------------------
