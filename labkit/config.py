@@ -1,11 +1,11 @@
-"""The one knob that sizes a training run, and the device and seed helpers.
+"""The one knob that sizes a training run, and the device and random-seed helpers.
 
 ``LABKIT_RUN`` picks the size:
 
 - ``fast``: 2 epochs on a fixed subset of real images (the first 300 training
   and 100 test images of each class). Grading and CI always use it, so a
   submission grades in well under two minutes on two CPU cores.
-- ``full``: 2 epochs on the whole dataset, as the seed slides do.
+- ``full``: 2 epochs on the whole dataset, as the course slides do.
 - ``auto`` (the default): ``fast`` under nbgrader (``NBGRADER_EXECUTION``) or in
   CI (``CI``), ``full`` on a GPU, ``fast`` on a CPU.
 """
@@ -77,7 +77,7 @@ def default_device() -> torch.device:
 
 
 def seed_everything(seed: int = 0) -> None:
-    """Seed Python, NumPy and PyTorch so that a run can be repeated."""
+    """Set the random seed of Python, NumPy and PyTorch so that a run can be repeated."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

@@ -144,7 +144,7 @@ def choose_fast_path(
     a CPU. On a CPU, given a ``trial`` (which times a training step of the model for
     each FastPath it is handed), it keeps bf16 only if that is ``BF16_MIN_SPEEDUP``
     times faster than fp32: oneDNN's bf16 kernels win on large feature maps but lose
-    on tiny ones (the seed's ResNet-18 on 32x32 images). An explicit choice is kept,
+    on tiny ones (the course slides' ResNet-18 on 32x32 images). An explicit choice is kept,
     with a warning in ``reason`` when bf16 would be emulated.
     """
     device = torch.device(device)

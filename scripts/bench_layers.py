@@ -4,7 +4,7 @@
 
 Times the forward and backward pass of every ``Conv2d`` of one of ``bench_training``'s
 models alone, on random inputs of the shape it sees when a 32 x 32 batch goes through
-the model: once as the seed-style loop computes it (fp32, NCHW), once as the kit's loop
+the model: once as the slides-style loop computes it (fp32, NCHW), once as the kit's loop
 does on a CPU with native bf16 (bf16, channels_last). The two alternate, ``--rounds``
 times; the median of each is printed with their ratio and each layer's share of the
 convolutions' time. The total bounds what bf16 can give the whole training step, where

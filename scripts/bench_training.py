@@ -1,23 +1,23 @@
-"""Training and inference speed of the kit's loop against the seed-style loop, side by side.
+"""Training and inference speed of the kit's loop against the slides-style loop, side by side.
 
     .venv/bin/python scripts/bench_training.py [--models M ...] [--steps 6] [--rounds 5]
         [--full-models M ...] [--seeds N] [--threads N] [--no-accuracy] [--no-day04] [--quick]
 
 Two loops on the same CIFAR-10 images and models, measured in one run:
 
-- seed-style: torchvision transforms per image (RandomCrop(32, padding=4),
+- slides-style: torchvision transforms per image (RandomCrop(32, padding=4),
   RandomHorizontalFlip, ToTensor, Normalize) in a ``Dataset`` of PIL images, a
   ``DataLoader(batch_size=128, shuffle=True)``, fp32, NCHW, ``loss.item()`` each step;
 - kit: ``labkit.fit`` and ``labkit.train.predict`` as the labs call them (uint8
   tensors on the device, batched crop and flip, channels_last, autocast as it chooses,
   the optimizer's fused step).
 
-Models: the seed's ResNet-18 (torchvision's, 7x7 stem and max pool), a CIFAR-stem
+Models: the course slides' ResNet-18 (torchvision's, 7x7 stem and max pool), a CIFAR-stem
 ResNet-18 (3x3 stride-1 stem, no max pool), VGG-16-BN for 32x32 (Day 3's: no
 average pool, the classifier sized to 512 x 1 x 1) and LeNet-5 (3 input channels).
 
 Printed: training and inference images per second of each loop and their ratio (the
-median over ``--rounds`` rounds of the ratio within the round: a round times the seed's
+median over ``--rounds`` rounds of the ratio within the round: a round times the course slides'
 loop, then the kit's, each after one untimed batch of its own, so that a slow spell of a
 shared machine slows both; the range of the rounds' ratios beside it); the machine's
 ceiling for each model (the images per second of training if the model's multiply-adds
@@ -27,12 +27,12 @@ machine at all; one step of each lab's optimizer as built and fused (what the fu
 saves of each training step); the time of one full 2-epoch CIFAR-10 run per model
 (measured for ``--full-models``, estimated from the throughput otherwise, and labelled
 so); 2-epoch test accuracy of the kit's loop against the same loop in fp32 NCHW, same
-data and seed (full CIFAR-10 for ``--full-models``, a subset for the rest), over
-``--seeds`` seeds; the kit's targets; and the seconds the autograder takes for one
+data and random seed (full CIFAR-10 for ``--full-models``, a subset for the rest), over
+``--seeds`` random seeds; the kit's targets; and the seconds the autograder takes for one
 Day 4 submission (``scripts/bench_grading.py``'s, sandboxed). Timings are wall clock, in
 this process; the load average is printed next to them. On a machine that other jobs
 keep busy, torch's threads wait on each other and every number drops, the kit's loop
-(all torch) more than the seed's (part Python): compare runs at like loads. On a virtual
+(all torch) more than the course slides' (part Python): compare runs at like loads. On a virtual
 machine, a neighbour on the same physical cores slows it without showing in the load
 average: on the CI machine the same VGG-16-BN bf16 step ran at 60 to 134 images/s
 minutes apart.
@@ -96,7 +96,7 @@ class LeNet5(nn.Module):
         return self.fc7(torch.tanh(self.fc6(x)))  # N x num_classes
 
 
-def resnet18_seed() -> nn.Module:
+def resnet18_slides() -> nn.Module:
     return torchvision.models.resnet18(num_classes=10)
 
 
@@ -133,7 +133,7 @@ def _sgd(lr: float, weight_decay: float = 0.0) -> Callable[[nn.Module], torch.op
 
 
 MODELS = {
-    "resnet18-seed": Recipe("ResNet-18, seed (7x7 stem)", resnet18_seed, _sgd(0.01, 5e-4)),
+    "resnet18-slides": Recipe("ResNet-18, slides' (7x7 stem)", resnet18_slides, _sgd(0.01, 5e-4)),
     "resnet18-cifar": Recipe("ResNet-18, CIFAR stem", resnet18_cifar, _sgd(0.01, 5e-4)),
     "vgg16-bn": Recipe(
         "VGG-16-BN (32x32)",
@@ -163,8 +163,8 @@ def _subset(data: ImageData, train: int, test: int) -> ImageData:
     )
 
 
-def seed_loaders(data: ImageData, batch_size: int) -> tuple[DataLoader, DataLoader]:
-    """The seed's pipeline: per-image PIL transforms in a Dataset, batched by a DataLoader."""
+def slides_loaders(data: ImageData, batch_size: int) -> tuple[DataLoader, DataLoader]:
+    """The slides' pipeline: per-image PIL transforms in a Dataset, batched by a DataLoader."""
     from labkit import as_dataset
 
     normalize = transforms.Normalize(data.mean, data.std)
@@ -187,8 +187,8 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def seed_train(model, loader, optimizer, device, steps: int) -> float:
-    """Images per second of the seed's training loop over ``steps`` batches."""
+def slides_train(model, loader, optimizer, device, steps: int) -> float:
+    """Images per second of the course slides' training loop over ``steps`` batches."""
     criterion = nn.CrossEntropyLoss()
     model.train()
     running_loss, seen = 0.0, 0
@@ -210,8 +210,8 @@ def seed_train(model, loader, optimizer, device, steps: int) -> float:
 
 
 @torch.no_grad()
-def seed_infer(model, loader, device) -> float:
-    """Images per second of the seed's test loop."""
+def slides_infer(model, loader, device) -> float:
+    """Images per second of the course slides' test loop."""
     model.eval()
     correct, total = 0, 0
     _sync(device)
@@ -289,9 +289,9 @@ def optimizer_steps(key: str, device, rounds: int) -> StepTimes:
 
 @dataclass
 class Speed:
-    seed_train: list[float] = dataclasses.field(default_factory=list)
+    slides_train: list[float] = dataclasses.field(default_factory=list)
     kit_train: list[float] = dataclasses.field(default_factory=list)
-    seed_infer: list[float] = dataclasses.field(default_factory=list)
+    slides_infer: list[float] = dataclasses.field(default_factory=list)
     kit_infer: list[float] = dataclasses.field(default_factory=list)
     kit_chose: str = ""  # fit's precision (after its trial step, on a CPU), "+fused" step
 
@@ -299,10 +299,10 @@ class Speed:
         return statistics.median(getattr(self, name))
 
     def ratios(self, loop: str) -> list[float]:
-        """kit / seed for each round of ``loop`` ("train" or "infer"): the two loops of a
+        """kit / slides for each round of ``loop`` ("train" or "infer"): the two loops of a
         round ran within seconds of each other, so a slow spell of the machine touches both."""
-        kit, seed = getattr(self, f"kit_{loop}"), getattr(self, f"seed_{loop}")
-        return [k / s for k, s in zip(kit, seed, strict=True)]
+        kit, slides = getattr(self, f"kit_{loop}"), getattr(self, f"slides_{loop}")
+        return [k / s for k, s in zip(kit, slides, strict=True)]
 
     def ratio(self, loop: str) -> float:
         return statistics.median(self.ratios(loop))
@@ -318,32 +318,32 @@ def measure_speed(
     """Alternate the two loops ``rounds`` times on copies of one model, after a warm-up."""
     recipe = MODELS[key]
     seed_everything(0)
-    seed_model = recipe.build().to(device)
-    kit_model = copy.deepcopy(seed_model)
-    seed_opt, kit_opt = recipe.optimizer(seed_model), recipe.optimizer(kit_model)
+    slides_model = recipe.build().to(device)
+    kit_model = copy.deepcopy(slides_model)
+    slides_opt, kit_opt = recipe.optimizer(slides_model), recipe.optimizer(kit_model)
     # The same images for both: steps x batch to train on (fit evaluates one batch after
     # its epoch), ``infer`` to predict.
     sub = _subset(data, steps * batch, infer)
     train_sub = dataclasses.replace(
         sub, test_images=sub.test_images[:batch], test_labels=sub.test_labels[:batch]
     )
-    train_loader, test_loader = seed_loaders(sub, batch)
+    train_loader, test_loader = slides_loaders(sub, batch)
     warm = _subset(data, 2 * batch, batch)
     speed = Speed()
-    seed_train(seed_model, train_loader, seed_opt, device, 2)
+    slides_train(slides_model, train_loader, slides_opt, device, 2)
     _, speed.kit_chose = kit_train(kit_model, warm, kit_opt, batch)  # and its trial step
-    seed_infer(seed_model, seed_loaders(warm, batch)[1], device)
+    slides_infer(slides_model, slides_loaders(warm, batch)[1], device)
     kit_infer(kit_model, warm)
 
-    warm_loader = seed_loaders(warm, batch)[0]
+    warm_loader = slides_loaders(warm, batch)[0]
     for _ in range(rounds):
         # One untimed batch of each loop right before it is timed: the other loop has just
         # run, with its own model and layout, and the first step after it pays for that.
-        seed_train(seed_model, warm_loader, seed_opt, device, 1)
-        speed.seed_train.append(seed_train(seed_model, train_loader, seed_opt, device, steps))
+        slides_train(slides_model, warm_loader, slides_opt, device, 1)
+        speed.slides_train.append(slides_train(slides_model, train_loader, slides_opt, device, steps))
         kit_train(kit_model, warm, kit_opt, batch)
         speed.kit_train.append(kit_train(kit_model, train_sub, kit_opt, batch)[0])
-        speed.seed_infer.append(seed_infer(seed_model, test_loader, device))
+        speed.slides_infer.append(slides_infer(slides_model, test_loader, device))
         speed.kit_infer.append(kit_infer(kit_model, sub))
     return speed
 
@@ -499,7 +499,7 @@ def speed_target(speed: Speed, need: float, ceiling: float) -> tuple[bool, str]:
     """Whether the kit's training ratio meets ``need``, and in words, saying when the
     images/s that ``need`` asks of this machine lie above its ceiling."""
     ratio = speed.ratio("train")
-    asked = need * speed.median("seed_train")
+    asked = need * speed.median("slides_train")
     above = (
         f": {asked:.0f} images/s, above this machine's ceiling of {ceiling:.0f}, "
         "so no loop reaches it here"
@@ -526,7 +526,7 @@ def parse_args(argv: list[str] | None, device: torch.device) -> argparse.Namespa
         nargs="*",
         choices=sorted(MODELS),
         help="models to run on all of CIFAR-10 for 2 epochs (default: lenet5 and "
-        "resnet18-seed on a CPU, every model on a GPU)",
+        "resnet18-slides on a CPU, every model on a GPU)",
     )
     parser.add_argument(
         "--subset", type=int, default=300, help="train images per class for the other models"
@@ -541,9 +541,9 @@ def parse_args(argv: list[str] | None, device: torch.device) -> argparse.Namespa
         type=int,
         help="2-epoch run pairs per model, seeds 0, 1, ... (default: 1 on a CPU; "
         f"{GPU_SEEDS} on a GPU, "
-        "where a pair takes seconds and cuDNN's nondeterministic kernels make even one seed's "
-        "runs differ): one seed's difference is within training noise of a point or two; more "
-        "seeds give the mean and its standard error",
+        "where a pair takes seconds and cuDNN's nondeterministic kernels make even two runs "
+        "of one seed differ): the difference within one seed is within training noise of a "
+        "point or two; more seeds give the mean and its standard error",
     )
     parser.add_argument("--no-accuracy", action="store_true", help="skip the 2-epoch runs")
     parser.add_argument("--no-day04", action="store_true", help="skip grading a Day 4 submission")
@@ -561,7 +561,7 @@ def parse_args(argv: list[str] | None, device: torch.device) -> argparse.Namespa
         args.steps, args.rounds, args.batch_size, args.infer = 2, 1, 16, 32
         args.full_models, args.subset, args.no_day04 = [], 10, True
     if args.full_models is None:
-        args.full_models = list(MODELS) if device.type == "cuda" else ["lenet5", "resnet18-seed"]
+        args.full_models = list(MODELS) if device.type == "cuda" else ["lenet5", "resnet18-slides"]
     return args
 
 
@@ -583,7 +583,7 @@ def print_setup(args: argparse.Namespace, device: torch.device) -> None:
         )
     )
     print(
-        f"seed-style loop: per-image torchvision transforms, DataLoader(batch_size="
+        f"slides-style loop: per-image torchvision transforms, DataLoader(batch_size="
         f"{args.batch_size}, shuffle=True), fp32, NCHW"
     )
 
@@ -604,14 +604,14 @@ def print_throughput(
 ) -> dict[str, Speed]:
     """== throughput: each model's training and inference images/s in both loops, and ratios."""
     print(
-        f"\n== throughput, images/s: median of {args.rounds} rounds, each the seed-style loop "
+        f"\n== throughput, images/s: median of {args.rounds} rounds, each the slides-style loop "
         f"then the kit's; training {args.steps} batches of {args.batch_size}, inference "
-        f"{args.infer} images (seed: batches of {args.batch_size}; kit: predict's default). "
-        "ratio: the median of the rounds' kit / seed ratios, their range beside it"
+        f"{args.infer} images (slides: batches of {args.batch_size}; kit: predict's default). "
+        "ratio: the median of the rounds' kit / slides ratios, their range beside it"
     )
     header = (
-        f"{'model':28}{'kit chose':>12}{'train seed':>11}{'train kit':>11}{'ratio':>7}"
-        f"{'range':>11}{'infer seed':>12}{'infer kit':>11}{'ratio':>7}{'range':>11}"
+        f"{'model':28}{'kit chose':>12}{'train slides':>13}{'train kit':>11}{'ratio':>7}"
+        f"{'range':>11}{'infer slides':>13}{'infer kit':>11}{'ratio':>7}{'range':>11}"
     )
     print(header)
     speeds: dict[str, Speed] = {}
@@ -620,8 +620,8 @@ def print_throughput(
             key, data, device, args.steps, args.rounds, args.batch_size, args.infer
         )
         speeds[key] = speed
-        st, kt = speed.median("seed_train"), speed.median("kit_train")
-        si, ki = speed.median("seed_infer"), speed.median("kit_infer")
+        st, kt = speed.median("slides_train"), speed.median("kit_train")
+        si, ki = speed.median("slides_infer"), speed.median("kit_infer")
         print(
             f"{MODELS[key].label:28}{speed.kit_chose:>12}{st:11.0f}{kt:11.0f}"
             f"{speed.ratio('train'):6.2f}x{speed.spread('train'):>11}{si:12.0f}{ki:11.0f}"
@@ -644,12 +644,12 @@ def print_ceiling(speeds: dict[str, Speed], device: torch.device) -> dict[str, f
         "took time, which no loop that does this arithmetic can beat; both loops as a share "
         "of it"
     )
-    print(f"{'model':28}{'GFLOP/image':>12}{'ceiling':>9}{'seed':>7}{'kit':>7}")
+    print(f"{'model':28}{'GFLOP/image':>12}{'ceiling':>9}{'slides':>7}{'kit':>7}")
     ceilings: dict[str, float] = {}
     for key, speed in speeds.items():
         flops = training_flops(key)
         ceilings[key] = rates[fastest] / flops
-        shares = (speed.median(f"{loop}_train") / ceilings[key] for loop in ("seed", "kit"))
+        shares = (speed.median(f"{loop}_train") / ceilings[key] for loop in ("slides", "kit"))
         print(
             f"{MODELS[key].label:28}{flops / 1e9:12.3f}{ceilings[key]:9.0f}"
             + "".join(f"{share:7.0%}" for share in shares)
@@ -699,7 +699,7 @@ def print_accuracy(
         )
     print(
         "\n== 2-epoch runs of the kit's loop as it chooses (fast) against the same loop in "
-        f"{baseline}: same data, seed and recipe (each lab's optimizer, batch size, "
+        f"{baseline}: same data, random seed and recipe (each lab's optimizer, batch size, "
         f"augmentation); train + test images; {_seeds(args.seeds)}; times include fit's "
         f"trial step. ± 1 SE: {error}"
     )
@@ -738,10 +738,10 @@ def print_full_runs(speeds: dict[str, Speed], runs: dict[str, Comparison]) -> di
         f"{FULL_TEST:,} test images after each): measured where marked, else estimated "
         "from the throughput above"
     )
-    print(f"{'model':28}{'seed-style loop':>22}{'kit loop':>22}{'kit, fp32 NCHW':>22}")
+    print(f"{'model':28}{'slides-style loop':>22}{'kit loop':>22}{'kit, fp32 NCHW':>22}")
     totals: dict[str, float] = {}
     for key, speed in speeds.items():
-        seed_est = full_run_estimate(speed.median("seed_train"), speed.median("seed_infer"))
+        slides_est = full_run_estimate(speed.median("slides_train"), speed.median("slides_infer"))
         kit_est = full_run_estimate(speed.median("kit_train"), speed.median("kit_infer"))
         c = runs.get(key)
         measured = c is not None and c.measured
@@ -749,7 +749,7 @@ def print_full_runs(speeds: dict[str, Speed], runs: dict[str, Comparison]) -> di
         kit = f"{_seconds(kit_seconds)} {'measured' if measured else 'est.'}"
         fp32 = f"{_seconds(c.mean('slow', 'seconds'))} measured" if measured else "-"
         totals[key] = kit_seconds
-        print(f"{MODELS[key].label:28}{_seconds(seed_est) + ' est.':>22}{kit:>22}{fp32:>22}")
+        print(f"{MODELS[key].label:28}{_seconds(slides_est) + ' est.':>22}{kit:>22}{fp32:>22}")
     return totals
 
 
@@ -761,13 +761,13 @@ def print_targets(
     runs: dict[str, Comparison],
     totals: dict[str, float],
 ) -> None:
-    """== the kit's targets: training ratios, accuracy, the seed ResNet-18's GPU time."""
+    """== the kit's targets: training ratios, accuracy, the slides' ResNet-18's GPU time."""
     print(f"\n== the kit's targets ({load_average()})")
     targets = {"resnet18-cifar": 2.5, "vgg16-bn": 1.8}
     for key, need in targets.items():
         if key in speeds and device.type == "cpu":
             _check(
-                f"{MODELS[key].label} training, kit / seed",
+                f"{MODELS[key].label} training, kit / slides",
                 *speed_target(speeds[key], need, ceilings[key]),
             )
     for key, c in runs.items():
@@ -779,16 +779,16 @@ def print_targets(
             "(at most 1"
             + ("; the error is too wide to tell: more seeds or data)" if within is None else ")"),
         )
-    if device.type == "cuda" and "resnet18-seed" in totals:
+    if device.type == "cuda" and "resnet18-slides" in totals:
         name = torch.cuda.get_device_name(device)
-        seconds = totals["resnet18-seed"]
+        seconds = totals["resnet18-slides"]
         _check(
-            f"seed ResNet-18, 2 full epochs on {name}",
+            f"slides' ResNet-18, 2 full epochs on {name}",
             seconds < 15,
             f"{seconds:.1f} s (under 15 s on an H100)",
         )
     else:
-        print("  - seed ResNet-18, 2 full epochs under 15 s on an H100: not measured (no GPU here)")
+        print("  - slides' ResNet-18, 2 full epochs under 15 s on an H100: not measured (no GPU)")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -38,11 +38,11 @@ def _params(model: nn.Module) -> int:
 
 def test_the_models_are_the_ones_named(bench):
     models = {key: recipe.build() for key, recipe in bench.MODELS.items()}
-    assert set(models) == {"resnet18-seed", "resnet18-cifar", "vgg16-bn", "lenet5"}
+    assert set(models) == {"resnet18-slides", "resnet18-cifar", "vgg16-bn", "lenet5"}
     x = torch.randn(2, 3, 32, 32)
     for key, model in models.items():
         assert model.eval()(x).shape == (2, 10), key
-    assert _params(models["resnet18-seed"]) == 11_181_642  # the seed's summary table
+    assert _params(models["resnet18-slides"]) == 11_181_642  # the course slides' summary table
     cifar = models["resnet18-cifar"]
     assert (cifar.conv1.kernel_size, cifar.conv1.stride) == ((3, 3), (1, 1))
     assert isinstance(cifar.maxpool, nn.Identity)
@@ -57,7 +57,7 @@ def test_the_models_are_the_ones_named(bench):
 def test_quick_mode_runs_and_prints_every_section(bench):
     out = io.StringIO()
     with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(out):
-        bench.main(["--quick", "--models", "lenet5", "resnet18-seed"])
+        bench.main(["--quick", "--models", "lenet5", "resnet18-slides"])
     text = out.getvalue()
     for heading in (
         "== throughput, images/s",
@@ -71,7 +71,7 @@ def test_quick_mode_runs_and_prints_every_section(bench):
     assert "load average" in text
     assert "train + test images; seed 0;" in text  # one seed, unless told: a quick run
     assert "kit loop: cpu, " in text or "kit loop: cuda, " in text
-    for label in ("LeNet-5", "ResNet-18, seed (7x7 stem)"):
+    for label in ("LeNet-5", "ResNet-18, slides' (7x7 stem)"):
         rows = [line for line in text.splitlines() if line.startswith(label)]
         # throughput, ceiling, optimizer step, accuracy, full-run time
         assert len(rows) == 5, rows
@@ -87,9 +87,9 @@ def test_quick_mode_runs_and_prints_every_section(bench):
 
 def test_ratios_pair_the_loops_round_by_round(bench):
     # Round 2 ran while the machine was slow: both loops dropped, their ratio did not.
-    speed = bench.Speed(seed_train=[40.0, 20.0, 44.0], kit_train=[80.0, 41.0, 84.0])
+    speed = bench.Speed(slides_train=[40.0, 20.0, 44.0], kit_train=[80.0, 41.0, 84.0])
     assert speed.ratios("train") == [2.0, 2.05, 84.0 / 44.0]
-    assert speed.ratio("train") == 2.0  # the median round, not median(kit) / median(seed)
+    assert speed.ratio("train") == 2.0  # the median round, not median(kit) / median(slides)
     assert speed.spread("train") == "1.91-2.05"
 
 
@@ -101,14 +101,14 @@ def test_training_flops_count_every_multiply_add_forward_and_backward(bench):
     # Backward: each layer's gradients for its weights and for its input cost as much as
     # its forward, but nothing asks for the images' gradient.
     assert bench.training_flops("lenet5") == 2 * (3 * forward - conv1)
-    # The CIFAR stem keeps 32x32 maps where the seed's stride-2 stem and max pool make
+    # The CIFAR stem keeps 32x32 maps where the course slides' stride-2 stem and max pool make
     # 8x8 ones: about 15 times the arithmetic (0.56 against 0.04 GFLOPs forward).
-    seed, cifar = bench.training_flops("resnet18-seed"), bench.training_flops("resnet18-cifar")
-    assert 14 < cifar / seed < 16
+    slides, cifar = bench.training_flops("resnet18-slides"), bench.training_flops("resnet18-cifar")
+    assert 14 < cifar / slides < 16
 
 
 def test_a_target_above_the_machine_ceiling_says_so(bench):
-    speed = bench.Speed(seed_train=[60.0], kit_train=[66.0])
+    speed = bench.Speed(slides_train=[60.0], kit_train=[66.0])
     ok, detail = bench.speed_target(speed, need=2.5, ceiling=99.0)
     assert not ok
     assert detail == (
@@ -116,7 +116,7 @@ def test_a_target_above_the_machine_ceiling_says_so(bench):
         "so no loop reaches it here)"
     )
     assert bench.speed_target(speed, need=2.5, ceiling=400.0) == (False, "1.10x (need 2.5x)")
-    fast = bench.Speed(seed_train=[30.0], kit_train=[90.0])
+    fast = bench.Speed(slides_train=[30.0], kit_train=[90.0])
     assert bench.speed_target(fast, need=2.5, ceiling=99.0) == (True, "3.00x (need 2.5x)")
 
 

@@ -13,7 +13,7 @@ from torch import nn
 from labkit.summary import record_outputs
 
 __all__ = [
-    "SEED_ALEXNET_SHAPES",
+    "SLIDES_ALEXNET_SHAPES",
     "GroupedConvCase",
     "check_alexnet_settings",
     "check_grouped_conv",
@@ -21,9 +21,9 @@ __all__ = [
     "layer_shapes",
 ]
 
-# The seed's AlexNet, layer by layer (227 x 227 x 3 input): the layers that change
+# The course slides' AlexNet, layer by layer (227 x 227 x 3 input): the layers that change
 # the shape or hold weights, as (layer type, output shape without the batch).
-SEED_ALEXNET_SHAPES: tuple[tuple[str, tuple[int, ...]], ...] = (
+SLIDES_ALEXNET_SHAPES: tuple[tuple[str, tuple[int, ...]], ...] = (
     ("Conv2d", (96, 55, 55)),  # CONV1: 96 11x11 filters, stride 4, pad 0
     ("LocalResponseNorm", (96, 55, 55)),  # NORM1
     ("MaxPool2d", (96, 27, 27)),  # POOL1: 3x3, stride 2
@@ -61,7 +61,7 @@ def _fmt(row: tuple[str, tuple[int, ...]]) -> str:
 
 def check_layer_shapes(
     model: nn.Module,
-    expected: Sequence[tuple[str, tuple[int, ...]]] = SEED_ALEXNET_SHAPES,
+    expected: Sequence[tuple[str, tuple[int, ...]]] = SLIDES_ALEXNET_SHAPES,
     input_size: Sequence[int] = (3, 227, 227),
     name: str = "model",
 ) -> list[str]:
@@ -78,9 +78,9 @@ def check_layer_shapes(
     for i, (want, got) in enumerate(zip(expected, actual, strict=False)):
         if tuple(want) != got:
             return [
-                f"{name}: layer {i + 1} of the seed's list differs.\n"
+                f"{name}: layer {i + 1} of the course slides' list differs.\n"
                 f"  expected: {_fmt(tuple(want))}\n  yours:    {_fmt(got)}\n"
-                f"  ({i} layers before it match the seed's list)"
+                f"  ({i} layers before it match the course slides' list)"
             ]
     if len(actual) != len(expected):
         extra = actual[len(expected) :]
@@ -148,7 +148,7 @@ def check_grouped_conv(
     cases: Sequence[GroupedConvCase],
     seed: int = 0,
 ) -> list[str]:
-    """``two_column_conv(x, conv_a, conv_b)`` computes the seed's two GPU columns;
+    """``two_column_conv(x, conv_a, conv_b)`` computes the course slides' two GPU columns;
     ``grouped_from_columns(conv_a, conv_b)`` is one ``nn.Conv2d(groups=2)`` that
     computes the same, with half the weights of a dense convolution."""
     problems = []

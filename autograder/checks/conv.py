@@ -257,7 +257,7 @@ def _conv_shape_hint(x, weight, stride: int, padding: int, got: tuple[int, ...])
 
 def _conv_value_hint(out, x, weight, bias, stride: int, padding: int) -> str:
     variants = {
-        "the kernel is flipped (that is the textbook convolution; PyTorch, like the seed, "
+        "the kernel is flipped (that is the textbook convolution; PyTorch, like the course slides, "
         "slides the filter as it is)": F.conv2d(x, weight.flip(2, 3), bias, stride, padding),
     }
     if bias is not None:
@@ -285,7 +285,7 @@ def compare_conv2d(
 ) -> list[str]:
     """One call of ``fn(x, weight, bias, stride=..., padding=...)`` against ``expected``.
 
-    ``expected`` defaults to ``F.conv2d``; a nested list (the seed's 2-D numbers)
+    ``expected`` defaults to ``F.conv2d``; a nested list (the course slides' 2-D numbers)
     is taken as one image with one channel. ``fn`` may not call F.conv2d or
     nn.Conv2d, and must leave its inputs as they were.
     """
@@ -579,7 +579,7 @@ def _vgg_call(cfg: Sequence, input_size: int, num_classes: int, bias: bool) -> s
 def vgg_reference_rows(
     cfg: Sequence[int | str], input_size: int = 224, num_classes: int = 1000, bias: bool = False
 ) -> list[Row]:
-    """The seed's table, measured: torch layers run on the meta device, one row per layer."""
+    """The slides' table, measured: torch layers run on the meta device, one row per layer."""
     rows: list[Row] = [("INPUT", (3, input_size, input_size), 3 * input_size**2, 0)]
 
     def add(name: str, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -639,7 +639,7 @@ def _row_text(row: Row) -> str:
 def _row_hint(got: Row, want: Row, bias: bool) -> str:
     c, h, w = want[1]
     if got[1] != want[1] and got[1] == (h, w, c):
-        return " The shape is in the seed's H x W x C order; use PyTorch's (C, H, W)."
+        return " The shape is in the course slides' H x W x C order; use PyTorch's (C, H, W)."
     if got[1] == want[1] and got[2] != want[2]:
         return " Activations are every value of the layer's output: C * H * W."
     if got[3] != want[3] and want[3] and got[3] == want[3] + (-1 if bias else 1) * c:

@@ -3,7 +3,7 @@ with 1x1 reductions, and the whole network from the paper's table.
 
 The references are torchvision's ``Inception`` and ``GoogLeNet`` (``weights=None``,
 ``aux_logits=False``) with one change: torchvision's "5x5" branch is a 3x3 convolution,
-a bug it keeps for its pretrained weights (pytorch/vision#906). The paper, the seed and
+a bug it keeps for its pretrained weights (pytorch/vision#906). The paper, the course slides and
 the lab use 5x5, so ``reference_inception`` and ``reference_googlenet`` put a 5x5
 ``BasicConv2d`` there; ``torchvision_kernels`` turns a model back into torchvision's,
 whose parameter count it must then match exactly.
@@ -44,7 +44,7 @@ from labkit.summary import SummaryTable, meta_summary
 
 __all__ = [
     "GOOGLENET_TABLE",
-    "SEED_SAVING",
+    "SLIDES_SAVING",
     "InceptionCase",
     "MultiplicationCase",
     "check_conv_multiplications",
@@ -74,9 +74,9 @@ GOOGLENET_TABLE: tuple[tuple[str, int, int, int, int, int, int, int], ...] = (
     ("inception5b", 832, 384, 192, 384, 48, 128, 128),
 )
 
-# The seed's example: a 32 x 32 x 200 input, a 5x5 convolution with 32 filters ("163M"),
+# The course slides' example: a 32 x 32 x 200 input, a 5x5 convolution with 32 filters ("163M"),
 # or a 1x1 reduction to 16 channels first ("16.3M": 3.2M + 13.1M).
-SEED_SAVING = {"direct": 163_840_000, "reduce": 3_276_800, "then_5x5": 13_107_200}
+SLIDES_SAVING = {"direct": 163_840_000, "reduce": 3_276_800, "then_5x5": 13_107_200}
 
 
 # ---- multiplications of one convolution ------------------------------------------------------

@@ -222,7 +222,7 @@ def check_cfgs(fn: Callable[[], Any]) -> list[str]:
 # ---- adaptive average pooling -----------------------------------------------------------------
 
 
-def _seed_formula(in_size: int, out_size: int) -> tuple[int, int]:
+def _slides_formula(in_size: int, out_size: int) -> tuple[int, int]:
     stride = in_size // out_size
     return in_size - (out_size - 1) * stride, stride
 
@@ -230,7 +230,7 @@ def _seed_formula(in_size: int, out_size: int) -> tuple[int, int]:
 def check_adaptive_pool_params(
     fn: Callable[[int, int], Any], cases: Sequence[tuple[int, int]]
 ) -> list[str]:
-    """``fn(in_size, out_size)`` is the seed's (kernel, stride); where ``in_size`` is a
+    """``fn(in_size, out_size)`` is the course slides' (kernel, stride); where ``in_size`` is a
     multiple of ``out_size``, ``F.avg_pool2d`` with them equals ``nn.AdaptiveAvgPool2d``."""
     problems = []
     for in_size, out_size in cases:
@@ -246,7 +246,7 @@ def check_adaptive_pool_params(
                 return problems
             continue
         kernel, stride = got
-        expected = _seed_formula(in_size, out_size)
+        expected = _slides_formula(in_size, out_size)
         if in_size % out_size == 0 and kernel > 0 and stride > 0 and kernel <= in_size:
             x = torch.randn(1, 2, in_size, in_size, generator=torch.Generator().manual_seed(0))
             mine = F.avg_pool2d(x, kernel, stride)
@@ -263,7 +263,7 @@ def check_adaptive_pool_params(
         elif got != expected:
             hint = " (kernel, stride) in this order." if got == expected[::-1] else ""
             problems.append(
-                f"{call}: expected {expected} by the seed's formula (stride = in_size // "
+                f"{call}: expected {expected} by the course slides' formula (stride = in_size // "
                 f"out_size, kernel = in_size - (out_size - 1) * stride), got {got}.{hint}"
             )
     return problems
@@ -450,7 +450,7 @@ def check_init_flag(build: Callable[[bool], nn.Module], name: str = "VGG") -> li
 def cifar_reference(
     cfg: Sequence[int | str], num_classes: int = 10, batch_norm: bool = True
 ) -> nn.Module:
-    """torchvision's VGG for 32 x 32 inputs as the seed adapts it: no average pool
+    """torchvision's VGG for 32 x 32 inputs as the course slides adapt it: no average pool
     (``nn.Identity``), the first Linear sized to the last feature map."""
     cfg = list(cfg)
     model = torchvision.models.vgg.VGG(

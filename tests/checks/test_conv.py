@@ -37,10 +37,10 @@ from autograder.checks.conv import (
     vgg_reference_rows,
 )
 
-SEED_X = torch.tensor([[1, 2, 3, 0], [0, 1, 2, 3], [3, 0, 1, 2], [2, 3, 0, 1]]).float()
-SEED_X = SEED_X.view(1, 1, 4, 4)
-SEED_W = torch.tensor([[2, 0, 1], [0, 1, 2], [1, 0, 2]]).float().view(1, 1, 3, 3)
-SEED_PADDED = [[7, 12, 10, 2], [4, 15, 16, 10], [10, 6, 15, 6], [8, 10, 4, 3]]
+SLIDES_X = torch.tensor([[1, 2, 3, 0], [0, 1, 2, 3], [3, 0, 1, 2], [2, 3, 0, 1]]).float()
+SLIDES_X = SLIDES_X.view(1, 1, 4, 4)
+SLIDES_W = torch.tensor([[2, 0, 1], [0, 1, 2], [1, 0, 2]]).float().view(1, 1, 3, 3)
+SLIDES_PADDED = [[7, 12, 10, 2], [4, 15, 16, 10], [10, 6, 15, 6], [8, 10, 4, 3]]
 POOL_X = torch.tensor([[1, 1, 2, 4], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4]]).float()
 POOL_X = POOL_X.view(1, 1, 4, 4)
 VGG16 = cfgs["D"]
@@ -99,10 +99,10 @@ def test_random_conv_cases_cover_the_settings():
 
 
 def test_correct_conv_passes_the_seed_examples_and_random_cases():
-    assert compare_conv2d(conv_unfold, SEED_X, SEED_W, expected=[[15, 16], [6, 15]]) == []
+    assert compare_conv2d(conv_unfold, SLIDES_X, SLIDES_W, expected=[[15, 16], [6, 15]]) == []
     bias = torch.tensor([3.0])
-    assert compare_conv2d(conv_unfold, SEED_X, SEED_W, bias, expected=[[18, 19], [9, 18]]) == []
-    assert compare_conv2d(conv_unfold, SEED_X, SEED_W, padding=1, expected=SEED_PADDED) == []
+    assert compare_conv2d(conv_unfold, SLIDES_X, SLIDES_W, bias, expected=[[18, 19], [9, 18]]) == []
+    assert compare_conv2d(conv_unfold, SLIDES_X, SLIDES_W, padding=1, expected=SLIDES_PADDED) == []
     assert check_conv2d(conv_unfold, CONV_CASES) == []
 
 
@@ -115,7 +115,7 @@ def test_conv_on_layer_parameters_that_require_grad():
 
 def test_seed_example_shows_both_outputs():
     wrong = lambda x, w, bias=None, stride=1, padding=0: conv_unfold(x, w) + 1  # noqa: E731
-    (problem,) = compare_conv2d(wrong, SEED_X, SEED_W, expected=[[15, 16], [6, 15]])
+    (problem,) = compare_conv2d(wrong, SLIDES_X, SLIDES_W, expected=[[15, 16], [6, 15]])
     assert "output[0, 0, 0, 0] is 16, expected 15 (4 of 4 values differ)" in problem
     assert "expected: [[15.0, 16.0], [6.0, 15.0]]" in problem
     assert "yours:    [[16.0, 17.0], [7.0, 16.0]]" in problem
@@ -199,7 +199,7 @@ def test_many_failing_conv_cases_are_summarised():
 )
 def test_conv_results_of_the_wrong_type_fail(result, message):
     (problem,) = compare_conv2d(
-        lambda *a, **k: result, SEED_X, SEED_W, expected=[[15, 16], [6, 15]]
+        lambda *a, **k: result, SLIDES_X, SLIDES_W, expected=[[15, 16], [6, 15]]
     )
     assert message in problem, problem
 
@@ -209,7 +209,7 @@ def test_calling_conv2d_is_refused():
         lambda x, w, bias=None, stride=1, padding=0: F.conv2d(x, w, bias, stride, padding),
         lambda x, w, bias=None, stride=1, padding=0: torch.conv2d(x, w, bias, stride, padding),
     ):
-        (problem,) = compare_conv2d(cheat, SEED_X, SEED_W)
+        (problem,) = compare_conv2d(cheat, SLIDES_X, SLIDES_W)
         assert "calls F.conv2d" in problem or "calls torch.conv2d" in problem, problem
 
     # swallowing the refusal does not help
@@ -219,8 +219,8 @@ def test_calling_conv2d_is_refused():
         except Exception:
             return conv_unfold(x, w, bias, stride, padding)
 
-    assert "calls F.conv2d" in compare_conv2d(sly, SEED_X, SEED_W)[0]
-    assert torch.equal(F.conv2d(SEED_X, SEED_W), torch.tensor([[[[15.0, 16.0], [6.0, 15.0]]]]))
+    assert "calls F.conv2d" in compare_conv2d(sly, SLIDES_X, SLIDES_W)[0]
+    assert torch.equal(F.conv2d(SLIDES_X, SLIDES_W), torch.tensor([[[[15.0, 16.0], [6.0, 15.0]]]]))
 
 
 def test_layer_inside_the_function_is_refused():
@@ -229,7 +229,7 @@ def test_layer_inside_the_function_is_refused():
         layer.weight.data = w
         return layer(x)
 
-    assert "calls F.conv2d" in compare_conv2d(with_layer, SEED_X, SEED_W)[0]
+    assert "calls F.conv2d" in compare_conv2d(with_layer, SLIDES_X, SLIDES_W)[0]
 
 
 def test_changing_the_input_in_place_fails():
@@ -238,7 +238,7 @@ def test_changing_the_input_in_place_fails():
         x.zero_()
         return out
 
-    assert "changed its input" in compare_conv2d(in_place, SEED_X.clone(), SEED_W)[0]
+    assert "changed its input" in compare_conv2d(in_place, SLIDES_X.clone(), SLIDES_W)[0]
 
 
 def test_stub_and_crash_are_reported():
@@ -247,9 +247,9 @@ def test_stub_and_crash_are_reported():
 
     assert (
         "raised NotImplementedError: replace the stub with your code"
-        in compare_conv2d(stub, SEED_X, SEED_W)[0]
+        in compare_conv2d(stub, SLIDES_X, SLIDES_W)[0]
     )
-    (problem,) = compare_conv2d(lambda x, w: x, SEED_X, SEED_W)
+    (problem,) = compare_conv2d(lambda x, w: x, SLIDES_X, SLIDES_W)
     assert "raised TypeError" in problem
 
 
@@ -260,7 +260,7 @@ def output_size(size, kernel_size, stride=1, padding=0, dilation=1):
     return math.floor((size + 2 * padding - dilation * (kernel_size - 1) - 1) / stride) + 1
 
 
-SEED_SIZES = [
+SLIDES_SIZES = [
     SizeCase(7, 3, 1, 1),
     SizeCase(32, 5, 1, 2),
     SizeCase(4, 3),
@@ -277,7 +277,7 @@ def test_random_size_cases_are_valid_and_varied():
 
 
 def test_correct_output_size_passes():
-    assert check_conv_output_size(output_size, SEED_SIZES + SIZE_CASES + UNEVEN) == []
+    assert check_conv_output_size(output_size, SLIDES_SIZES + SIZE_CASES + UNEVEN) == []
 
 
 @pytest.mark.parametrize(
@@ -491,8 +491,8 @@ def test_reference_rows_are_the_seed_table():
         ("FC-4096", (4096, 1, 1), 4096, 16_777_216),
         ("FC-1000", (1000, 1, 1), 1000, 4_096_000),
     ]
-    assert sum(r[3] for r in rows) == 138_344_128  # the seed's 138M, without biases
-    assert sum(r[2] for r in rows) == 15_237_608  # what the seed's rows add up to
+    assert sum(r[3] for r in rows) == 138_344_128  # the course slides' 138M, without biases
+    assert sum(r[2] for r in rows) == 15_237_608  # what the course slides' rows add up to
     assert sum(r[3] for r in vgg_reference_rows(VGG16, bias=True)) == 138_357_544
 
 
@@ -512,7 +512,7 @@ def test_correct_walkthrough_matches_torchvision(arch):
 @pytest.mark.parametrize(
     ("mutant", "args", "message"),
     [
-        (lambda *a, **k: walkthrough(*a, **k, hwc=True), (VGG16,), "seed's H x W x C order"),
+        (lambda *a, **k: walkthrough(*a, **k, hwc=True), (VGG16,), "slides' H x W x C order"),
         (lambda cfg, **k: walkthrough(cfg, **{**k, "bias": True}), (VGG16,), "biases are counted"),
         (
             lambda cfg, **k: walkthrough(cfg, **k, fc_in=7 * 7 * 512),

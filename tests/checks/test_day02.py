@@ -1,7 +1,7 @@
 """Day 2's checks (``checks.lenet``, ``checks.alexnet``) against reference models and mutants.
 
-The reference models below are the seed's LeNet-5 and AlexNet; the stored target
-tables (``lenet5-10``, ``alexnet-seed-1000``) must be exactly their summaries.
+The reference models below are the course slides' LeNet-5 and AlexNet; the stored target
+tables (``lenet5-10``, ``alexnet-slides-1000``) must be exactly their summaries.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torchvision
 from torch import nn
 
 from autograder.checks.alexnet import (
-    SEED_ALEXNET_SHAPES,
+    SLIDES_ALEXNET_SHAPES,
     GroupedConvCase,
     check_alexnet_settings,
     check_grouped_conv,
@@ -123,7 +123,7 @@ def test_lenet5_params_formula(num_classes):
 
 
 def test_alexnet_target_is_the_seed_network():
-    target = stored_table("alexnet-seed-1000")
+    target = stored_table("alexnet-slides-1000")
     assert target.total_params == 62_378_344
     model = alexnet()
     assert capture_summary(model, (3, 227, 227)).to_dict() == target.to_dict()
@@ -366,7 +366,7 @@ def test_an_object_that_equals_everything_is_not_a_result():
 
 def test_seed_alexnet_passes():
     model = alexnet()
-    assert check_layer_shapes(model, SEED_ALEXNET_SHAPES) == []
+    assert check_layer_shapes(model, SLIDES_ALEXNET_SHAPES) == []
     assert check_alexnet_settings(model) == []
 
 

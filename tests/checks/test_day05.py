@@ -21,7 +21,7 @@ from autograder.checks.bottleneck import (
 )
 from autograder.checks.inception import (
     GOOGLENET_TABLE,
-    SEED_SAVING,
+    SLIDES_SAVING,
     InceptionCase,
     MultiplicationCase,
     check_conv_multiplications,
@@ -181,8 +181,8 @@ def test_seed_saving_is_the_seeds_163m_and_16_3m(day05):
     count = day05["conv_multiplications"]
     direct = count(nn.Conv2d(200, 32, 5, padding=2), 32, 32)
     reduced = count(nn.Conv2d(200, 16, 1), 32, 32) + count(nn.Conv2d(16, 32, 5, padding=2), 32, 32)
-    assert direct == SEED_SAVING["direct"] == 163_840_000
-    assert reduced == SEED_SAVING["reduce"] + SEED_SAVING["then_5x5"] == 16_384_000
+    assert direct == SLIDES_SAVING["direct"] == 163_840_000
+    assert reduced == SLIDES_SAVING["reduce"] + SLIDES_SAVING["then_5x5"] == 16_384_000
 
 
 def test_flop_counter_counts_two_per_multiply_add():

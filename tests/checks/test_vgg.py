@@ -33,7 +33,7 @@ from tests.conftest import ROOT, solution_namespace
 
 DAY03 = ROOT / "solutions" / "day03_vgg" / "vgg.ipynb"
 NAMES = ("make_layers", "vgg_cfgs", "adaptive_pool_params", "VGG", "vgg", "vgg_cifar")
-CUSTOM = [64, 64, 64, "M", 128, 128, 128, "M", 256, 256, 256, "M"]  # the seed's
+CUSTOM = [64, 64, 64, "M", 128, 128, 128, "M", 256, 256, 256, "M"]  # the course slides'
 SMALL = [64, "M", 512]  # 28 x 28 in: 512 x 14 x 14 into the 7 x 7 adaptive pool
 
 # One-line edits of the solution's source: each makes one classic mistake.

@@ -180,7 +180,7 @@ def test_student_runs_setup_and_a_check_then_formgrader_lists_day04(jupyterlab, 
             _run(page, setup)
             expect(setup.locator(".jp-OutputArea")).to_contain_text("nothing to install")
 
-            for text in ("from autograder.checks.conv import", "SEED_X = torch.tensor("):
+            for text in ("from autograder.checks.conv import", "SLIDES_X = torch.tensor("):
                 _run(page, _cell(page, text))
             stub = _cell(page, "def conv2d_naive(")
             check = _cell(page, "problems = compare_conv2d(conv2d_naive")

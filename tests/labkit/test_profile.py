@@ -20,7 +20,7 @@ def test_count_flops_is_two_per_multiply_add():
 def test_count_flops_matches_the_resnet_papers_multiply_adds_on_the_meta_device():
     with torch.device("meta"):
         model = torchvision.models.resnet18()
-    assert round(count_flops(model, (3, 224, 224)) / 2e9, 1) == 1.8  # the seed's table
+    assert round(count_flops(model, (3, 224, 224)) / 2e9, 1) == 1.8  # the course slides' table
 
 
 def test_count_flops_restores_the_mode_and_leaves_batchnorm_alone():

@@ -1,9 +1,9 @@
 """Target tables: derived from torchvision's reference models (``weights=None``,
 so nothing downloads), or read from JSON stored beside this file.
 
-The course's target tables are torchvision's: the seed's ResNet-18 table is
+The course's target tables are torchvision's: the course slides' ResNet-18 table is
 exactly ``summary(torchvision.models.resnet18(num_classes=10), (3, 224, 224))``,
-and ``targets/resnet18-10.json`` keeps that table as the seed printed it.
+and ``targets/resnet18-10.json`` keeps that table as the course slides print it.
 Derived tables are computed on the ``meta`` device (``labkit.summary.meta_summary``,
 which the tests hold equal to torchsummary's): no weights to initialise.
 """
