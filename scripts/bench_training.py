@@ -340,7 +340,9 @@ def measure_speed(
         # One untimed batch of each loop right before it is timed: the other loop has just
         # run, with its own model and layout, and the first step after it pays for that.
         slides_train(slides_model, warm_loader, slides_opt, device, 1)
-        speed.slides_train.append(slides_train(slides_model, train_loader, slides_opt, device, steps))
+        speed.slides_train.append(
+            slides_train(slides_model, train_loader, slides_opt, device, steps)
+        )
         kit_train(kit_model, warm, kit_opt, batch)
         speed.kit_train.append(kit_train(kit_model, train_sub, kit_opt, batch)[0])
         speed.slides_infer.append(slides_infer(slides_model, test_loader, device))
