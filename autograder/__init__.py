@@ -13,10 +13,14 @@ __all__ = ["hidden_test", "report"]
 
 
 def report(problems: Sequence[str]) -> str:
-    """The message for ``assert not problems, report(problems)``."""
+    """The message for ``assert not problems, report(problems)``, in the kit's language
+    (``labkit.i18n``: each problem line by line, from its English template)."""
+    from labkit.i18n import _, translate_message  # the kit (and torch) only when reporting
+
     count = len(problems)
-    lines = [f"{count} problem{'' if count == 1 else 's'} found:"]
-    lines += [f"- {problem}" for problem in problems]
+    header = _("{count} problem found:") if count == 1 else _("{count} problems found:")
+    lines = [header.format(count=count)]
+    lines += [f"- {translate_message(str(problem))}" for problem in problems]
     return "\n".join(lines)
 
 

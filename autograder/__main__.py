@@ -1,6 +1,13 @@
 """``python -m autograder``: release the student notebooks, grade, run the demo.
 
-python -m autograder release [ASSIGNMENT ...]   regenerate notebooks/ from solutions/
+python -m autograder release [ASSIGNMENT ...]   regenerate notebooks/ from solutions/, and
+                                                the Korean edition, notebooks/ko/, from it
+                                                and translations/ko/
+python -m autograder translations update [ASSIGNMENT ... | labkit]
+                                                bring the catalogs in line with the English:
+                                                new text added, changed text marked fuzzy
+python -m autograder translations check         list stale entries per catalog (exit 1 if
+                                                any) and count the untranslated ones
 python -m autograder grade ASSIGNMENT [--root DIR] [--workers N | --cluster ADDRESS]
                                     [--regrade]
                                                 grade submitted/*/ASSIGNMENT in DIR, N
@@ -37,12 +44,52 @@ from autograder.grading.course import (
 )
 from autograder.grading.grade import format_results, grade_assignment
 from autograder.grading.samples import write_samples
+from autograder.translation.catalog import (
+    catalogs,
+    merge,
+    read_catalog,
+    status,
+    write_catalog,
+)
+from autograder.translation.edition import write_edition
 
 
 def _release(names: list[str]) -> int:
     for assignment in names or assignments(REPO_ROOT):
         generate_release(assignment, REPO_ROOT)
         print(f"notebooks/{assignment}: regenerated from solutions/{assignment}, no leaks")
+        for path in write_edition(assignment, REPO_ROOT):
+            print(f"{path.relative_to(REPO_ROOT)}: the Korean edition, no leaks")
+    return 0
+
+
+def _translations(action: str, names: list[str]) -> int:
+    found = catalogs(REPO_ROOT)
+    unknown = sorted(set(names) - set(found))
+    if unknown:
+        print(f"no such catalog: {', '.join(unknown)} (choose from {', '.join(found)})")
+        return 2
+    stale_total = 0
+    for label, (path, messages) in found.items():
+        if names and label not in names:
+            continue
+        where = path.relative_to(REPO_ROOT)
+        if action == "update":
+            write_catalog(merge(read_catalog(path), messages), path)
+        state = status(read_catalog(path), messages)
+        stale_total += len(state.stale)
+        print(
+            f"{where}: {state.translated} translated, {len(state.untranslated)} untranslated "
+            f"(shown in English), {len(state.stale)} stale"
+        )
+        for line in state.stale:
+            print(f"  STALE {line}")
+    if stale_total and action == "check":
+        print(
+            "revise the fuzzy entries (then remove their fuzzy flag) after "
+            "`python -m autograder translations update`, then run `python -m autograder release`"
+        )
+        return 1
     return 0
 
 
@@ -164,6 +211,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="grade every submission again, not only the changed or unfinished ones",
     )
+    translations = commands.add_parser(
+        "translations", help="update the Korean catalogs, or list their stale entries"
+    )
+    translations.add_argument("action", choices=["update", "check"])
+    translations.add_argument("catalogs", nargs="*", help="labs, or labkit (default: all)")
     demo = commands.add_parser("demo", help="release, then grade the bundled sample submissions")
     demo.add_argument("--root", type=Path, default=REPO_ROOT / "build" / "demo")
     demo.add_argument("--timeout", type=float, default=900, help="seconds per submission")
@@ -188,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
             args.cluster,
             args.regrade,
         )
+    if args.command == "translations":
+        return _translations(args.action, args.catalogs)
     if args.command == "colab":
         return _colab(args.assignments)
     if args.command == "bundle":

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from labkit.i18n import _
+
 __all__ = ["RunConfig", "default_device", "seed_everything"]
 
 _SIZES = {
@@ -56,19 +58,23 @@ class RunConfig:
                 f"LABKIT_RUN={choice!r} is not a run size: use 'fast', 'full' or 'auto'."
             )
         if env.get("NBGRADER_EXECUTION"):
-            return cls("fast", "graded by nbgrader")
+            return cls("fast", _("graded by nbgrader"))
         if env.get("CI", "").lower() in ("1", "true", "yes"):
-            return cls("fast", "running in CI")
+            return cls("fast", _("running in CI"))
         if torch.cuda.is_available():
-            return cls("full", "a GPU is available")
-        return cls("fast", "no GPU; set LABKIT_RUN=full to train on everything")
+            return cls("full", _("a GPU is available"))
+        return cls("fast", _("no GPU; set LABKIT_RUN=full to train on everything"))
 
     def describe(self) -> str:
         if self.size == "full":
-            data = "the full dataset"
+            data = _("the full dataset")
         else:
-            data = f"{self.train_per_class} train + {self.test_per_class} test images per class"
-        return f"run size {self.size!r} ({self.reason}): {self.epochs} epochs on {data}"
+            data = _("{train} train + {test} test images per class").format(
+                train=self.train_per_class, test=self.test_per_class
+            )
+        return _("run size {size!r} ({reason}): {epochs} epochs on {data}").format(
+            size=self.size, reason=self.reason, epochs=self.epochs, data=data
+        )
 
 
 def default_device() -> torch.device:

@@ -1,45 +1,103 @@
-"""Figures the labs show: training curves, labelled image grids, model comparisons."""
+"""Figures the labs show: training curves, labelled image grids, model comparisons.
+
+In Korean (``LABKIT_LANG=ko``) their text is Korean, drawn with a Korean font
+(``use_hangul_font``): an installed one (Debian's ``fonts-nanum``, Noto CJK), else the
+NanumGothic that the ``koreanize-matplotlib`` package ships (Colab has no Korean font).
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
+from matplotlib import font_manager
 from torch import nn
 
 from labkit.data import ImageData
+from labkit.i18n import _, language
 from labkit.train import History, predict
 
 __all__ = [
+    "HANGUL_FONTS",
     "confusion_matrix",
+    "hangul_font",
     "plot_confusion_matrix",
     "plot_history",
     "plot_tradeoff",
     "show_images",
     "show_predictions",
     "show_samples",
+    "use_hangul_font",
 ]
+
+# Korean fonts, the first installed wins: Debian's fonts-nanum, Noto CJK, then the
+# fonts of Windows and macOS.
+HANGUL_FONTS = (
+    "NanumGothic",
+    "Noto Sans CJK KR",
+    "Noto Sans KR",
+    "Noto Sans CJK JP",
+    "UnDotum",
+    "Malgun Gothic",
+    "AppleGothic",
+)
+
+
+def hangul_font() -> str | None:
+    """The name of a font family that has Hangul, registering koreanize-matplotlib's
+    NanumGothic when no system font has it; None when there is none at all."""
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    for family in HANGUL_FONTS:
+        if family in installed:
+            return family
+    spec = importlib.util.find_spec("koreanize_matplotlib")  # found, not imported
+    if spec is None or spec.origin is None:
+        return None
+    for path in sorted((Path(spec.origin).parent / "fonts").glob("NanumGothic*.ttf")):
+        font_manager.fontManager.addfont(str(path))
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    return "NanumGothic" if "NanumGothic" in installed else None
+
+
+def use_hangul_font() -> str | None:
+    """Draw text with a Hangul font from now on (the family's name; None: none found)."""
+    family = hangul_font()
+    if family is not None:
+        others = [name for name in plt.rcParams["font.sans-serif"] if name != family]
+        plt.rcParams["font.family"] = "sans-serif"
+        plt.rcParams["font.sans-serif"] = [family, *others]
+        plt.rcParams["axes.unicode_minus"] = False  # the Hangul fonts lack U+2212
+    return family
+
+
+def _prepare() -> None:
+    if language() == "ko":
+        use_hangul_font()
 
 
 def plot_history(history: History) -> plt.Figure:
     """Loss per step (with each epoch's mean) and accuracy per epoch."""
+    _prepare()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))
     steps = len(history.step_losses)
-    ax_loss.plot(range(1, steps + 1), history.step_losses, lw=0.8, alpha=0.6, label="batch")
+    ax_loss.plot(range(1, steps + 1), history.step_losses, lw=0.8, alpha=0.6, label=_("batch"))
     per_epoch = steps / max(len(history.epochs), 1)
     ends = [per_epoch * e.epoch for e in history.epochs]
-    ax_loss.plot(ends, history.train_loss, "o-", label="epoch mean (train)")
-    ax_loss.plot(ends, [e.test_loss for e in history.epochs], "s--", label="test")
-    ax_loss.set(xlabel="step", ylabel="cross-entropy loss", title="Loss")
+    ax_loss.plot(ends, history.train_loss, "o-", label=_("epoch mean (train)"))
+    ax_loss.plot(ends, [e.test_loss for e in history.epochs], "s--", label=_("test"))
+    ax_loss.set(xlabel=_("step"), ylabel=_("cross-entropy loss"), title=_("Loss"))
     ax_loss.legend()
 
     epochs = [e.epoch for e in history.epochs]
-    ax_acc.plot(epochs, [e.train_acc for e in history.epochs], "o-", label="train")
-    ax_acc.plot(epochs, history.test_acc, "s--", label="test")
-    ax_acc.axhline(1 / history.num_classes, color="grey", ls=":", label="chance")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Accuracy", xticks=epochs, ylim=(0, 1))
+    ax_acc.plot(epochs, [e.train_acc for e in history.epochs], "o-", label=_("train"))
+    ax_acc.plot(epochs, history.test_acc, "s--", label=_("test"))
+    ax_acc.axhline(1 / history.num_classes, color="grey", ls=":", label=_("chance"))
+    ax_acc.set(xlabel=_("epoch"), ylabel=_("accuracy"), title=_("Accuracy"), xticks=epochs)
+    ax_acc.set_ylim(0, 1)
     ax_acc.legend()
     fig.tight_layout()
     return fig
@@ -54,6 +112,7 @@ def show_images(
 ) -> plt.Figure:
     """A grid of uint8 images titled by class; with ``predictions``, "pred (true)"
     in green when right and red when wrong."""
+    _prepare()
     n = len(images)
     rows = math.ceil(n / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(1.4 * columns, 1.6 * rows), squeeze=False)
@@ -114,6 +173,7 @@ def plot_confusion_matrix(
     predictions: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...]
 ) -> plt.Figure:
     """The confusion matrix with counts in the cells: the diagonal is what went right."""
+    _prepare()
     counts = confusion_matrix(predictions, labels, len(classes))
     n = len(classes)
     fig, ax = plt.subplots(figsize=(0.5 * n + 2.5, 0.5 * n + 2))
@@ -124,9 +184,11 @@ def plot_confusion_matrix(
         yticks=range(n),
         xticklabels=classes,
         yticklabels=classes,
-        xlabel="predicted",
-        ylabel="true",
-        title=f"Confusion matrix ({int(counts.diagonal().sum()):,} of {int(counts.sum()):,} right)",
+        xlabel=_("predicted"),
+        ylabel=_("true"),
+        title=_("Confusion matrix ({right:,} of {total:,} right)").format(
+            right=int(counts.diagonal().sum()), total=int(counts.sum())
+        ),
     )
     ax.tick_params(axis="x", labelrotation=45)
     threshold = counts.max().item() / 2
@@ -156,8 +218,9 @@ def plot_tradeoff(
             f"one value per model: {len(names)} names, {len(flops)} FLOPs, "
             f"{len(accuracy)} accuracies, {len(params)} parameter counts"
         )
+    _prepare()
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 4.5))
+        ax = plt.subplots(figsize=(7, 4.5))[1]
     biggest = max(params, default=1)
 
     def area(count: float) -> float:
@@ -167,17 +230,19 @@ def plot_tradeoff(
         ax.scatter(x, y, s=area(count), alpha=0.5, edgecolors="black")
         ax.annotate(name, (x, y), textcoords="offset points", xytext=(7, 7), fontsize=8)
     if chance is not None:
-        ax.axhline(chance, color="grey", ls=":", label="chance")
+        ax.axhline(chance, color="grey", ls=":", label=_("chance"))
     for count in (1e6, 1e7, biggest):  # the size legend
         if count <= biggest:
+            label = _("{millions:,.0f}M parameters").format(millions=count / 1e6)
             ax.scatter([], [], s=area(count), alpha=0.5, edgecolors="black", color="grey",
-                       label=f"{count / 1e6:,.0f}M parameters")  # fmt: skip
+                       label=label)  # fmt: skip
     ax.set_xscale("log")
     if len(flops):
         ax.set_xlim(min(flops) / 3, max(flops) * 3)
     top = max(accuracy, default=0.0)
-    ax.set(xlabel="FLOPs per image (forward)", ylabel="test accuracy", ylim=(0, min(1, top + 0.15)))
-    ax.set_title("Accuracy against cost")
+    ax.set(xlabel=_("FLOPs per image (forward)"), ylabel=_("test accuracy"))
+    ax.set_ylim(0, min(1, top + 0.15))
+    ax.set_title(_("Accuracy against cost"))
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=4, frameon=False)
     ax.grid(True, which="major", alpha=0.3)
     return ax.figure

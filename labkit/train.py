@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from labkit.data import ImageData
 from labkit.fastpath import FastPath, choose_fast_path, fuse_step, time_training_steps
+from labkit.i18n import _
 
 __all__ = [
     "EpochStats",
@@ -204,10 +205,11 @@ def fit(
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # time the conv algorithms once, keep the fastest
     fused = fuse_step(optimizer)  # one kernel updates every parameter
+    fused_step = _(", fused {optimizer} step").format(optimizer=type(optimizer).__name__)
     print(
-        f"fit on {fast.describe()}"
+        _("fit on {how}").format(how=fast.describe())
         + (", cudnn.benchmark" if device.type == "cuda" else "")
-        + (f", fused {type(optimizer).__name__} step" if fused else "")
+        + (fused_step if fused else "")
     )
 
     generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -265,11 +267,12 @@ def fit(
         history.epochs.append(stats)
         history.step_losses.extend(torch.stack(step_losses).tolist())
         print(
-            f"epoch {epoch}/{epochs}: train loss {stats.train_loss:.3f}, "
-            f"acc {stats.train_acc:.1%} | test loss {stats.test_loss:.3f}, "
-            f"acc {stats.test_acc:.1%} | {stats.seconds:.1f} s"
+            _(
+                "epoch {epoch}/{epochs}: train loss {train_loss:.3f}, acc {train_acc:.1%} | "
+                "test loss {test_loss:.3f}, acc {test_acc:.1%} | {seconds:.1f} s"
+            ).format(epochs=epochs, **dataclasses.asdict(stats))
         )
         if not math.isfinite(stats.train_loss):
-            print("the loss is no longer finite: lower the learning rate and start again")
+            print(_("the loss is no longer finite: lower the learning rate and start again"))
             break
     return history

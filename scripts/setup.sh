@@ -6,11 +6,14 @@ PYTHON=${PYTHON:-python3}
 
 # Debian packages: bubblewrap for the grading sandbox (autograder/grading/sandbox.py),
 # Fashion-MNIST (Day 2's harder variant; labkit reads /usr/share/datasets), and
-# chromium for the browser test (tests/test_browser.py drives it with Playwright).
+# chromium for the browser test (tests/test_browser.py drives it with Playwright), and a
+# Korean font for the Korean edition's plots (without it, the kit uses the NanumGothic
+# that the koreanize-matplotlib package ships).
 missing=""
 command -v bwrap >/dev/null 2>&1 || missing="$missing bubblewrap"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 [ -d /usr/share/datasets/fashion-mnist ] || missing="$missing dataset-fashion-mnist"
+[ -d /usr/share/fonts/truetype/nanum ] || missing="$missing fonts-nanum"
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing Debian packages:$missing"

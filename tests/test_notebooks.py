@@ -6,6 +6,7 @@ every test at its stubs.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -20,6 +21,7 @@ from autograder.grading.course import (
     make_course_root,
     notebook_names,
 )
+from autograder.translation.edition import edition_path, write_edition
 
 LABS = [(a, n) for a in assignments() for n in notebook_names(a)]
 IDS = [f"{a}/{n}" for a, n in LABS]
@@ -56,16 +58,21 @@ def test_leak_check_finds_solution_code(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment", assignments())
 def test_regenerated_release_is_identical(assignment, tmp_path):
-    """notebooks/ is nbgrader's output for solutions/, byte for byte."""
+    """notebooks/ is nbgrader's output for solutions/, byte for byte, and notebooks/ko/
+    the Korean edition of it (translations/ko/), with no solution text in either."""
     root = make_course_root(tmp_path, [assignment])
-    generate_release(assignment, root)
+    generate_release(assignment, root)  # refuses a release that leaks
+    shutil.copytree(REPO_ROOT / "translations", root / "translations")
+    write_edition(assignment, root)  # refuses an edition that leaks
     for name in notebook_names(assignment):
-        fresh = (root / "notebooks" / assignment / name).read_bytes()
-        committed = (REPO_ROOT / "notebooks" / assignment / name).read_bytes()
-        assert fresh == committed, (
-            f"notebooks/{assignment}/{name} differs from what solutions/ generates: "
-            "run `python -m autograder release` and commit notebooks/"
-        )
+        for fresh_path, committed_path in [
+            (root / "notebooks" / assignment / name, REPO_ROOT / "notebooks" / assignment / name),
+            (edition_path(assignment, name, root), edition_path(assignment, name)),
+        ]:
+            assert fresh_path.read_bytes() == committed_path.read_bytes(), (
+                f"{committed_path.relative_to(REPO_ROOT)} differs from what solutions/ and "
+                "translations/ generate: run `python -m autograder release` and commit notebooks/"
+            )
 
 
 # That the solution passes every test is proved by grading it: the sample-correct

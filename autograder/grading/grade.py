@@ -206,7 +206,9 @@ def _grade_one(batch: _Batch, student: str) -> Result:
     run, left = None, deadline - time.time() - _CHECKS_S
     if left > 0:
         with contextlib.suppress(subprocess.TimeoutExpired):
-            run = nbgrader(args + batch.nbgrader_args, batch.root, left, batch.env)
+            # The kernel speaks the submission's edition (its check messages, the kit's lines).
+            env = {**batch.env, "LABKIT_LANG": checked.get("language", "en")}
+            run = nbgrader(args + batch.nbgrader_args, batch.root, left, env)
     seconds = time.time() - start
 
     after = _scores(gradebook)

@@ -8,8 +8,9 @@ then reported ``timed out`` like one whose notebook ran too long, and the batch 
 
 ``python -c`` runs ``main`` with the submission folder, the release folder, the course
 root and the notebook names; it prints one JSON object: ``error`` (why the submission
-cannot be graded, or null), ``changes`` (what preflight changed) and ``flags`` (what
-the scan flagged).
+cannot be graded, or null), ``changes`` (what preflight changed), ``flags`` (what
+the scan flagged) and ``language`` (the edition the notebook says it is: ``ko`` for the
+Korean one, whose check messages the kernel then prints in Korean; ``en`` otherwise).
 """
 
 from __future__ import annotations
@@ -23,7 +24,11 @@ import nbformat
 from autograder.grading.preflight import prepare_submission
 from autograder.grading.scan import scan_notebook
 
-__all__ = ["COMMAND", "inspect", "main"]
+__all__ = ["COMMAND", "EDITIONS", "edition_language", "inspect", "main"]
+
+# labkit.i18n.LANGUAGES (a test keeps them equal), without importing the kit and torch
+# into this short-lived process.
+EDITIONS = ("en", "ko")
 
 # As `python -c`: nbformat imports jsonschema, which builds rfc3987_syntax's grammar at
 # import (a second or more); nothing here checks the "iri" format it serves.
@@ -33,21 +38,29 @@ COMMAND = (
 )
 
 
+def edition_language(nb: nbformat.NotebookNode) -> str:
+    """The edition a notebook says it is (``{"labkit": {"language": "ko"}}``); only the
+    kit's languages count, anything else is English. It chooses the language of the
+    messages alone: both editions are graded from the same gradebook."""
+    meta = nb.metadata.get("labkit")
+    code = meta.get("language") if isinstance(meta, dict) else None
+    return code if isinstance(code, str) and code in EDITIONS else "en"
+
+
 def inspect(folder: Path, release: Path, root: Path, names: list[str]) -> dict:
     """Archive and normalise ``folder`` (preflight), then scan its notebooks against the
     release: ``{"error": ..., "changes": [...], "flags": [...]}``."""
     checked = prepare_submission(folder, release, root)
     if checked.error:
-        return {"error": checked.error, "changes": checked.changes, "flags": []}
+        return {"error": checked.error, "changes": checked.changes, "flags": [], "language": "en"}
+    notebooks = [nbformat.read(folder / name, as_version=4) for name in names]
     flags = [
         flag
-        for name in names
-        for flag in scan_notebook(
-            nbformat.read(folder / name, as_version=4),
-            release=nbformat.read(release / name, as_version=4),
-        )
+        for name, nb in zip(names, notebooks, strict=True)
+        for flag in scan_notebook(nb, release=nbformat.read(release / name, as_version=4))
     ]
-    return {"error": None, "changes": checked.changes, "flags": flags}
+    language = edition_language(notebooks[0]) if notebooks else "en"
+    return {"error": None, "changes": checked.changes, "flags": flags, "language": language}
 
 
 def main(argv: list[str]) -> None:

@@ -17,7 +17,15 @@ from nbformat import NotebookNode
 
 from autograder.grading.course import notebook_names
 
-__all__ = ["Sample", "answered", "replace_in", "samples_for", "without_cell", "write_samples"]
+__all__ = [
+    "Sample",
+    "answered",
+    "edition_student",
+    "replace_in",
+    "samples_for",
+    "without_cell",
+    "write_samples",
+]
 
 
 def _grade_id(cell: NotebookNode) -> str | None:
@@ -114,15 +122,26 @@ def samples_for(assignment: str) -> list[Sample]:
     return _common() + _SPECIFIC.get(assignment, [])
 
 
-def write_samples(assignment: str, root: Path, source_root: Path) -> list[Sample]:
-    """Write each sample to ``root/submitted/<student>/<assignment>/``."""
+def edition_student(student: str, language: str = "en") -> str:
+    """The sample's student name in an edition: ``sample-correct``, ``sample-correct-ko``."""
+    return student if language == "en" else f"{student}-{language}"
+
+
+def write_samples(
+    assignment: str, root: Path, source_root: Path, language: str = "en"
+) -> list[Sample]:
+    """Write each sample to ``root/submitted/<student>/<assignment>/``; with ``language``
+    (``ko``), built from that edition's release (``notebooks/ko/``), as
+    ``<student>-ko``: it must be graded exactly as the English sample is."""
     samples = samples_for(assignment)
+    edition = source_root / "notebooks" / ("" if language == "en" else language)
     for name in notebook_names(assignment, source_root):
         source = nbformat.read(source_root / "solutions" / assignment / name, as_version=4)
-        release = nbformat.read(source_root / "notebooks" / assignment / name, as_version=4)
+        release = nbformat.read(edition / assignment / name, as_version=4)
         for sample in samples:
             built = sample.build(source, release)
-            folder = root / "submitted" / sample.student / assignment
+            student = edition_student(sample.student, language)
+            folder = root / "submitted" / student / assignment
             folder.mkdir(parents=True, exist_ok=True)
             text = built if isinstance(built, str) else nbformat.writes(built)
             (folder / name).write_text(text, encoding="utf-8")

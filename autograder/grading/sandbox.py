@@ -110,7 +110,8 @@ _CHECKOUT = _PACKAGE.parent  # where labkit/ and data/ sit beside it
 _DATA_ENV = ("LABKIT_CIFAR10", "LABKIT_MNIST", "LABKIT_FASHION_MNIST", "LABKIT_DATA")
 # and the threads a kernel may use (set by the grading driver, which runs several
 # kernels at once)
-_PASSED_ENV = (*_DATA_ENV, "PATH", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+# and the language of the messages (the submission's edition)
+_PASSED_ENV = (*_DATA_ENV, "PATH", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "LABKIT_LANG")
 
 
 def available() -> str | None:

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from labkit.i18n import _
+
 
 class DataNotFoundError(FileNotFoundError):
     """No copy of the dataset was found; the message lists every way to provide one."""
@@ -235,9 +237,18 @@ class ImageData:
     def describe(self) -> str:
         """One line for a notebook to print, so a student sees what a run trained on."""
         c, h, w = self.train_images.shape[1:]
-        return (
-            f"{self.name}: {len(self.train_labels):,} train / {len(self.test_labels):,} test "
-            f"images, {c}x{h}x{w}, {self.num_classes} classes, from {self.source}"
+        return _(
+            "{name}: {train:,} train / {test:,} test images, {c}x{h}x{w}, "
+            "{classes} classes, from {source}"
+        ).format(
+            name=self.name,
+            train=len(self.train_labels),
+            test=len(self.test_labels),
+            c=c,
+            h=h,
+            w=w,
+            classes=self.num_classes,
+            source=self.source,
         )
 
 

@@ -30,7 +30,7 @@ from autograder.grading.grade import (
     grade_assignment,
 )
 from autograder.grading.preflight import prepare_submission
-from autograder.grading.samples import samples_for, write_samples
+from autograder.grading.samples import edition_student, samples_for, write_samples
 
 DAY04 = "day04_resnet"
 TABLE_TESTS = ("test_resnet18_table", "test_resnet34_table")
@@ -42,6 +42,7 @@ def graded(request, tmp_path_factory) -> tuple[str, Path, dict[str, Result]]:
     assignment = request.param
     root = make_course_root(tmp_path_factory.mktemp(assignment), [assignment])
     write_samples(assignment, root, REPO_ROOT)
+    write_samples(assignment, root, REPO_ROOT, language="ko")  # the Korean edition's
     results = grade_assignment(assignment, root, timeout=900)
     print(format_results(results))
     return assignment, root, {r.student: r for r in results}
@@ -85,7 +86,36 @@ def _hidden_lines(assignment: str) -> set[str]:
 @pytest.mark.slow
 def test_every_sample_is_accounted_for(graded):
     assignment, _, results = graded
-    assert set(results) == {s.student for s in samples_for(assignment)}
+    students = {s.student for s in samples_for(assignment)}
+    assert set(results) == students | {edition_student(s, "ko") for s in students}
+
+
+@pytest.mark.slow
+def test_korean_edition_is_graded_as_the_english_one(graded):
+    """Language-blind grading: every Korean sample gets the English sample's status,
+    score and per-test scores, from the same gradebook (same grade ids, hidden tests)."""
+    assignment, root, results = graded
+    for sample in samples_for(assignment):
+        english, korean = results[sample.student], results[edition_student(sample.student, "ko")]
+        assert (korean.status, korean.score, korean.max_score) == (
+            english.status,
+            english.score,
+            english.max_score,
+        ), (english, korean)
+        if english.status == GRADED:
+            assert _cell_scores(root, assignment, korean.student) == _cell_scores(
+                root, assignment, english.student
+            )
+
+
+@pytest.mark.slow
+def test_korean_feedback_speaks_korean(day04):
+    """The kernel of a Korean submission prints the check's problems in Korean."""
+    root, _ = day04
+    english = _feedback(root, DAY04, "sample-no-shortcut-bn")
+    korean = _feedback(root, DAY04, "sample-no-shortcut-bn-ko")
+    assert "problems found:" in english and "문제" not in english
+    assert "문제" in korean and "summary 표가" in korean
 
 
 @pytest.mark.slow
@@ -176,7 +206,7 @@ def test_the_readme_shows_the_day04_grades_make_demo_prints(day04):
     _, results = day04
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     shown = readme.split("```\nstudent ", 1)[1].split("```", 1)[0]
-    printed = format_results(list(results.values()))
+    printed = format_results([r for s, r in results.items() if not s.endswith("-ko")])
     assert _grade_rows("student " + shown) == _grade_rows(printed), printed
 
 

@@ -1,0 +1,74 @@
+"""The kit's language: LABKIT_LANG chooses, Korean messages come from the catalog, a
+check's problems are translated line by line from their templates."""
+
+from __future__ import annotations
+
+import pytest
+
+from autograder import report
+from labkit import RunConfig
+from labkit.i18n import (
+    _,
+    language,
+    set_language,
+    template_fields,
+    translate_line,
+    translate_message,
+)
+
+
+@pytest.fixture
+def korean(monkeypatch):
+    monkeypatch.setenv("LABKIT_LANG", "ko")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("ko", "ko"), ("ko_KR.UTF-8", "ko"), ("KO", "ko"), ("en", "en"), ("fr", "en"), ("", "en")],
+)
+def test_language_reads_labkit_lang(value, expected):
+    assert language({"LABKIT_LANG": value}) == expected
+
+
+def test_set_language_sets_the_variable_for_child_processes(monkeypatch):
+    monkeypatch.setenv("LABKIT_LANG", "en")
+    assert set_language("ko") == "ko"
+    assert language() == "ko"
+    with pytest.raises(ValueError, match="choose one of en, ko"):
+        set_language("xx")
+
+
+def test_english_is_the_message_itself(monkeypatch):
+    monkeypatch.delenv("LABKIT_LANG", raising=False)
+    assert _("the full dataset") == "the full dataset"
+    assert translate_message("expected exactly 2 epochs in the history, found 1.").startswith(
+        "expected"
+    )
+
+
+def test_korean_messages_come_from_the_catalog(korean):
+    assert _("the full dataset") == "전체 데이터셋"
+    assert _("a message nobody translated") == "a message nobody translated"
+    assert "에포크" in RunConfig("fast", "test").describe()
+
+
+def test_a_problem_is_translated_with_its_own_values(korean):
+    line = "resnet18(): Total params: expected 11,181,642, yours 11,181,000 (-642)."
+    assert (
+        translate_line(line)
+        == "resnet18(): Total params: 목표 11,181,642, 여러분 11,181,000 (-642)."
+    )
+    assert translate_line("  some line no check writes") == "  some line no check writes"
+
+
+def test_report_is_korean_in_the_korean_edition(korean):
+    text = report(["expected exactly 2 epochs in the history, found 1."])
+    assert text == "문제 1개:\n- 기록에 정확히 2 에포크가 있어야 하는데 1 에포크가 있습니다."
+
+
+def test_template_fields_are_as_written():
+    assert template_fields("{a} and {b.c:.1%} {{not}} {len(x)!r}") == [
+        "{a}",
+        "{b.c:.1%}",
+        "{len(x)!r}",
+    ]

@@ -1,0 +1,122 @@
+"""The committed Korean notebooks: generated from the English release and the catalogs,
+graded as the same assignment (same cells, ids and nbgrader metadata), with their own
+badge, the language cell, and no solution text."""
+
+from __future__ import annotations
+
+import ast
+
+import nbformat
+import pytest
+
+from autograder.grading.course import REPO_ROOT, assignments, find_leaks, notebook_names
+from autograder.grading.intake import EDITIONS, edition_language
+from autograder.translation.catalog import lab_catalog_path, read_catalog, translation_of
+from autograder.translation.edition import LANGUAGE_CELL_ID, edition_path, translate_notebook
+from labkit.i18n import LANGUAGES
+
+LABS = [(a, n) for a in assignments() for n in notebook_names(a)]
+IDS = [f"{a}/{n}" for a, n in LABS]
+
+
+def _read(path):
+    return nbformat.read(path, as_version=4)
+
+
+def _pair(assignment, name):
+    return _read(REPO_ROOT / "notebooks" / assignment / name), _read(edition_path(assignment, name))
+
+
+@pytest.mark.parametrize(("assignment", "name"), LABS, ids=IDS)
+def test_committed_korean_notebook_is_what_the_catalog_generates(assignment, name):
+    english = _read(REPO_ROOT / "notebooks" / assignment / name)
+    po = read_catalog(lab_catalog_path(assignment))
+    fresh = nbformat.writes(translate_notebook(english, assignment, name, po)) + "\n"
+    committed = edition_path(assignment, name).read_text(encoding="utf-8")
+    assert fresh == committed, (
+        f"notebooks/ko/{assignment}/{name} is not what the catalog generates: "
+        "run `python -m autograder release` and commit notebooks/"
+    )
+
+
+@pytest.mark.parametrize(("assignment", "name"), LABS, ids=IDS)
+def test_korean_notebook_has_the_same_graded_cells(assignment, name):
+    english, korean = _pair(assignment, name)
+    ours = [c for c in korean.cells if c.get("id") != LANGUAGE_CELL_ID]
+    assert [c.get("id") for c in ours] == [c.get("id") for c in english.cells]
+    assert [c.cell_type for c in ours] == [c.cell_type for c in english.cells]
+    assert [c.metadata for c in ours] == [c.metadata for c in english.cells]
+    graded = [c.metadata["nbgrader"]["grade_id"] for c in ours if "nbgrader" in c.metadata]
+    assert graded and len(set(graded)) == len(graded)
+
+
+def _without_strings(source: str) -> str | None:
+    """The code of ``source`` with every string literal emptied (None: not Python)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            node.value = ""
+        elif isinstance(node, ast.JoinedStr):
+            node.values = []
+    return ast.dump(tree)
+
+
+@pytest.mark.parametrize(("assignment", "name"), LABS, ids=IDS)
+def test_korean_code_differs_only_in_printed_text(assignment, name):
+    """Same code in every cell: only string literals differ, and the code still parses."""
+    english, korean = _pair(assignment, name)
+    by_id = {c.get("id"): c for c in english.cells}
+    for cell in korean.cells:
+        if cell.cell_type != "code" or cell.get("id") == LANGUAGE_CELL_ID:
+            continue
+        before = by_id[cell.get("id")].source
+        if before == cell.source:
+            continue
+        assert _without_strings(before) is not None, f"{cell.get('id')}: changed, not Python"
+        assert _without_strings(cell.source) == _without_strings(before), cell.get("id")
+
+
+@pytest.mark.parametrize(("assignment", "name"), LABS, ids=IDS)
+def test_korean_notebook_says_it_is_korean_and_opens_itself_on_colab(assignment, name):
+    _, korean = _pair(assignment, name)
+    assert korean.metadata["labkit"] == {"language": "ko"}
+    assert edition_language(korean) == "ko"
+    code = [c for c in korean.cells if c.cell_type == "code"]
+    assert code[1].get("id") == LANGUAGE_CELL_ID or code[0].get("id") == LANGUAGE_CELL_ID
+    assert 'set_language("ko")' in next(c for c in code if c.get("id") == LANGUAGE_CELL_ID).source
+    badges = [c.source for c in korean.cells if "colab.research.google.com/github" in c.source]
+    assert badges and all(f"notebooks/ko/{assignment}/{name}" in b for b in badges)
+
+
+@pytest.mark.parametrize(("assignment", "name"), LABS, ids=IDS)
+def test_korean_notebook_has_no_leaks(assignment, name):
+    leaks = find_leaks(REPO_ROOT / "solutions" / assignment / name, edition_path(assignment, name))
+    assert not leaks, leaks
+
+
+@pytest.mark.parametrize("assignment", assignments())
+def test_every_translation_reaches_the_korean_notebook(assignment):
+    found = translation_of(read_catalog(lab_catalog_path(assignment)))
+    text = "".join(
+        cell.source
+        for name in notebook_names(assignment)
+        for cell in _read(edition_path(assignment, name)).cells
+    )
+    badge = (f"notebooks/{assignment}/", f"notebooks/ko/{assignment}/")  # the Korean badge
+    missing = [
+        msgid[:60] for (_, msgid), korean in found.items() if korean.replace(*badge) not in text
+    ]
+    assert not missing, f"translated but not in the Korean notebook: {missing}"
+
+
+def test_an_unknown_language_in_the_metadata_is_english():
+    nb = nbformat.v4.new_notebook()
+    assert edition_language(nb) == "en"
+    nb.metadata["labkit"] = {"language": "../../etc"}
+    assert edition_language(nb) == "en"
+    nb.metadata["labkit"] = "ko"
+    assert edition_language(nb) == "en"
+    assert EDITIONS == LANGUAGES
