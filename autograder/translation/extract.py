@@ -83,7 +83,8 @@ def printed_strings(source: str) -> list[str]:
                     isinstance(arg, ast.Constant) and isinstance(arg.value, str)
                 ):
                     body = string_literal_body(ast.get_source_segment(code, arg) or "")
-                    if body and _WORD.search(body) and body not in found:
+                    words = _WORD.search(re.sub(r"\{[^{}]*\}", "", body or ""))
+                    if body and words and body not in found:
                         found.append(body)
     return sorted(found, key=code.find)
 
