@@ -36,6 +36,7 @@ from autograder.grading.course import (
     notebook_names,
     split_regions,
 )
+from autograder.translation.catalog import LANGUAGE
 
 __all__ = ["STUDENT_PACKAGE", "bundle_leaks", "scan_bundle", "write_bundle"]
 
@@ -62,6 +63,8 @@ def _readme(out: Path) -> str:
             f"({colab_url(assignment, name)})"
         )
         link = f"[`notebooks/{assignment}/{name}`](notebooks/{assignment}/{name})"
+        if (out / "notebooks" / LANGUAGE / assignment / name).is_file():
+            link += f" ([한국어판](notebooks/{LANGUAGE}/{assignment}/{name}))"
         rows.append(f"| {_title(notebook)} | {link} | {badge} |")
     return "\n".join(
         [
@@ -118,14 +121,19 @@ def write_bundle(out: Path, root: Path = REPO_ROOT, labs: list[str] | None = Non
     """Copy the student side of the course in ``root`` to ``out`` (replacing an older
     bundle there), with the labs ``labs`` (all by default); return the files written.
     Regenerating ``notebooks/`` and the proof (``scan_bundle``) are separate steps."""
-    released = sorted(p.name for p in (root / "notebooks").iterdir() if p.is_dir())
+    notebooks = root / "notebooks"
+    released = sorted(p.name for p in notebooks.iterdir() if p.is_dir() and p.name != LANGUAGE)
     unknown = sorted(set(labs or []) - set(released))
     if unknown:
         raise ValueError(f"no such lab in {root / 'notebooks'}: {', '.join(unknown)}")
     _prepare(out)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints")
     for lab in labs or released:
-        shutil.copytree(root / "notebooks" / lab, out / "notebooks" / lab, ignore=ignore)
+        shutil.copytree(notebooks / lab, out / "notebooks" / lab, ignore=ignore)
+        if (notebooks / LANGUAGE / lab).is_dir():  # the Korean edition
+            shutil.copytree(
+                notebooks / LANGUAGE / lab, out / "notebooks" / LANGUAGE / lab, ignore=ignore
+            )
     shutil.copytree(root / "labkit", out / "labkit", ignore=ignore)
     for relative in STUDENT_PACKAGE:
         source, target = root / relative, out / relative
@@ -219,6 +227,8 @@ def scan_bundle(out: Path, root: Path = REPO_ROOT) -> tuple[list[str], list[str]
             continue
         parts = relative.split("/")
         lab = parts[1] if parts[0] == "notebooks" and len(parts) == 3 else None
+        if parts[0] == "notebooks" and len(parts) == 4 and parts[1] == LANGUAGE:
+            lab = parts[2]  # the Korean edition of a lab
         found: dict[str, tuple[str, str]] = {}
         for assignment, where, window in windows:
             if where not in found and "\n" + "\n".join(window) + "\n" in joined:
@@ -231,7 +241,7 @@ def scan_bundle(out: Path, root: Path = REPO_ROOT) -> tuple[list[str], list[str]
                 )
             else:
                 leaks.append(f"{relative}: solution or hidden test of {where}: {line!r}")
-        source = root / "solutions" / relative.removeprefix("notebooks/")
+        source = root / "solutions" / (lab or "") / parts[-1]
         if lab is not None and path.suffix == ".ipynb" and source.is_file():
             leaks += [f"{relative}: {leak}" for leak in find_leaks(source, path)]
     return leaks, notes

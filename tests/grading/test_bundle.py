@@ -130,7 +130,8 @@ def test_a_later_lab_may_show_an_earlier_answer_but_is_noted(bundle, tmp_path):
 def test_bundle_of_chosen_labs(tmp_path):
     out = tmp_path / "day1"
     write_bundle(out, labs=[DAY01])
-    assert [p.name for p in (out / "notebooks").iterdir()] == [DAY01]
+    assert sorted(p.name for p in (out / "notebooks").iterdir()) == [DAY01, "ko"]
+    assert [p.name for p in (out / "notebooks" / "ko").iterdir()] == [DAY01]
     assert (out / "autograder" / "checks" / "conv.py").is_file()
     assert not (out / "autograder" / "grading").exists()
     assert DAY04 not in (out / "README.md").read_text(encoding="utf-8")
@@ -176,4 +177,4 @@ def test_bundle_rewrite_keeps_the_published_clones_git_folder(tmp_path):
     (out / "stale.txt").write_text("from last week", encoding="utf-8")
     write_bundle(out, labs=[DAY01, DAY04])
     assert (out / ".git" / "HEAD").is_file() and not (out / "stale.txt").exists()
-    assert sorted(p.name for p in (out / "notebooks").iterdir()) == [DAY01, DAY04]
+    assert sorted(p.name for p in (out / "notebooks").iterdir()) == [DAY01, DAY04, "ko"]
