@@ -52,6 +52,7 @@ def term_problems(english: str, korean: str, terms: list[Term]) -> list[str]:
     """How the translation ``korean`` of ``english`` strays from the glossary."""
     problems = []
     said = prose(english)
+    korean = " ".join(korean.split())  # a line break in markdown is a space
     for term in terms:
         for rival in term.rivals:
             if rival in korean:
