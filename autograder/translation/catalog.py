@@ -7,7 +7,8 @@ translation, marks it ``fuzzy`` and records the old English as ``#| msgid``; the
 edition shows the English until a translator revises it and removes the flag), the
 English has a text the catalog lacks, or the catalog has one the English lost (both:
 run ``update``). Stale entries fail ``check`` and the test suite; untranslated ones
-are only counted.
+are only counted. A lab with no catalog yet (a new lab) is untranslated as a whole:
+``update`` creates its catalog, and from then on the catalog is held to the English.
 """
 
 from __future__ import annotations
@@ -150,6 +151,9 @@ def _label(entry: polib.POEntry | Message) -> str:
 def status(po: polib.POFile, messages: list[Message]) -> Status:
     found = Status()
     entries = {_key(e): e for e in po if not e.obsolete}
+    if not len(po):  # no catalog yet: every text untranslated, shown in English
+        found.untranslated = [_label(m) for m in messages]
+        return found
     wanted = {_key(m) for m in messages}
     for key in dict.fromkeys(_key(m) for m in messages):
         entry = entries.get(key)
