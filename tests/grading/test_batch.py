@@ -287,6 +287,11 @@ def test_the_sandbox_tells_the_kernel_how_many_threads_it_may_use(monkeypatch):
     assert "LABKIT_SECRET_TOKEN" not in env
 
 
+def test_the_sandbox_passes_the_submissions_language(monkeypatch):
+    monkeypatch.setenv("LABKIT_LANG", "ko")
+    assert sandbox.kernel_env()["LABKIT_LANG"] == "ko"
+
+
 # ---- the coordinator, with tasks that do not run nbgrader -----------------------------
 
 

@@ -101,3 +101,14 @@ def test_preflight_and_scan_answer_from_their_own_process(tmp_path):
     assert checked["error"] is None
     assert checked["changes"] == ["lab.ipynb: kernel 'R' -> python3"]
     assert len(checked["flags"]) == 1 and "uses the network" in checked["flags"][0]
+
+
+def test_intake_reads_the_edition_the_kernel_then_speaks(tmp_path):
+    """The Korean edition's metadata gives the kernel LABKIT_LANG=ko; anything else is en."""
+    korean = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    korean.metadata["labkit"] = {"language": "ko"}
+    odd = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    odd.metadata["labkit"] = {"language": "--rm -rf"}
+    batch = _course(tmp_path, {"ada": korean, "bob": odd})
+    assert grade._intake(batch, "ada", time.time() + 60)["language"] == "ko"
+    assert grade._intake(batch, "bob", time.time() + 60)["language"] == "en"
