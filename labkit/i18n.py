@@ -31,6 +31,7 @@ __all__ = [
     "LOCALE_DIR",
     "_",
     "catalog_path",
+    "fill_template",
     "language",
     "set_language",
     "template_fields",
@@ -123,6 +124,21 @@ def _fill(template: str, values: dict[str, str]) -> str:
     return out.replace("\0", "{").replace("\1", "}")
 
 
+def fill_template(line: str, pairs: list[tuple[str, str]]) -> str | None:
+    """``line`` made by one of ``pairs``' English templates, rewritten by its translation
+    with the line's own values put back in; None when no template made it."""
+    for template, translation in pairs:
+        found = _pattern(template).match(line)
+        if found is None:
+            continue
+        values = dict(zip(template_fields(template), found.groups(), strict=True))
+        fields = _FIELD.findall(translation.replace("{{", "\0").replace("}}", "\1"))
+        if set(fields) - set(values):
+            return None  # a translation that names another field: stay English
+        return _fill(translation, values)
+    return None
+
+
 def translate_line(line: str) -> str:
     """A line a check composed from an f-string template, in the kit's language: its
     template's translation with the line's own values put back in."""
@@ -132,16 +148,8 @@ def translate_line(line: str) -> str:
     plain = _translations(code).get(line)
     if plain is not None:
         return plain
-    for template, translation in _templates(code):
-        found = _pattern(template).match(line)
-        if found is None:
-            continue
-        values = dict(zip(template_fields(template), found.groups(), strict=True))
-        fields = _FIELD.findall(translation.replace("{{", "\0").replace("}}", "\1"))
-        if set(fields) - set(values):
-            return line  # a translation that names another field: stay English
-        return _fill(translation, values)
-    return line
+    filled = fill_template(line, _templates(code))
+    return line if filled is None else filled
 
 
 def translate_message(message: str) -> str:

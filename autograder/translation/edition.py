@@ -22,6 +22,7 @@ from nbformat import NotebookNode
 
 from autograder.grading.course import REPO_ROOT, find_leaks, notebook_names
 from autograder.translation.catalog import LANGUAGE, lab_catalog_path, read_catalog, translation_of
+from labkit.i18n import fill_template
 
 __all__ = ["LANGUAGE_CELL_ID", "edition_path", "translate_notebook", "write_edition"]
 
@@ -49,6 +50,18 @@ def _translate_code(source: str, strings: dict[str, str]) -> str:
     return source
 
 
+def _translate_outputs(cell: NotebookNode, strings: dict[str, str]) -> None:
+    """A stored output that nbval compares (``nbval-check-output``) printed as the Korean
+    code prints it: each line made by one of the notebook's translated print templates."""
+    pairs = sorted(strings.items(), key=lambda pair: -len(pair[0]))
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream" and pairs:
+            lines = output.text.split("\n")
+            output.text = "\n".join(
+                line if (filled := fill_template(line, pairs)) is None else filled for line in lines
+            )
+
+
 def translate_notebook(
     nb: NotebookNode, assignment: str, name: str, po, language: str = LANGUAGE
 ) -> NotebookNode:
@@ -57,6 +70,9 @@ def translate_notebook(
     out = copy.deepcopy(nb)
     english_badge = f"notebooks/{assignment}/{name}"
     korean_badge = f"notebooks/{language}/{assignment}/{name}"
+    # a stored output may come from a function another cell defines: any printed string
+    code = {f"{name}#{c.get('id')}" for c in nb.cells if c.cell_type == "code"}
+    printed = {msgid: text for (ctx, msgid), text in found.items() if ctx in code}
     for cell in out.cells:
         context = f"{name}#{cell.get('id')}"
         if cell.cell_type == "markdown":
@@ -65,6 +81,7 @@ def translate_notebook(
         elif cell.cell_type == "code":
             strings = {msgid: text for (ctx, msgid), text in found.items() if ctx == context}
             cell.source = _translate_code(cell.source, strings)
+            _translate_outputs(cell, printed)
     setup = next(
         (i for i, c in enumerate(out.cells) if c.cell_type == "code"),
         -1,

@@ -9,6 +9,7 @@ from autograder import report
 from labkit import RunConfig
 from labkit.i18n import (
     _,
+    fill_template,
     language,
     set_language,
     template_fields,
@@ -72,3 +73,10 @@ def test_template_fields_are_as_written():
         "{b.c:.1%}",
         "{len(x)!r}",
     ]
+
+
+def test_a_printed_line_is_rewritten_by_its_template_with_its_own_padding():
+    pairs = [("{name:<10} memory: {n:>8,}", "{name:<10} 메모리: {n:>8,}")]
+    line = f"{'INPUT':<10} memory: {150528:>8,}"
+    assert fill_template(line, pairs) == f"{'INPUT':<10} 메모리: {150528:>8,}"
+    assert fill_template("something else", pairs) is None
