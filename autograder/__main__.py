@@ -7,7 +7,9 @@ python -m autograder grade ASSIGNMENT [--root DIR] [--workers N | --cluster ADDR
                                                 students at once (or on a Dask cluster);
                                                 run again, it grades only what changed
                                                 or did not finish (--regrade: everyone)
-python -m autograder demo [--root DIR]          release, then grade the bundled samples
+python -m autograder demo [--root DIR] [--all-samples]
+                                                release, then grade the bundled samples
+                                                (by default all but the untouched ones)
 python -m autograder colab [ASSIGNMENT ...]     add or update the Colab badge and setup
                                                 cells of solutions/ (then run release)
 python -m autograder bundle [ASSIGNMENT ...] [--out DIR]
@@ -25,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from autograder.grading.batch import GradingError
+from autograder.grading.batch import GradingError, cores
 from autograder.grading.bundle import scan_bundle, write_bundle
 from autograder.grading.colab import apply_colab_cells
 from autograder.grading.course import (
@@ -88,23 +90,32 @@ def _grade(
     return 0
 
 
-def _demo(root: Path, timeout: float) -> int:
+def _demo(root: Path, timeout: float, all_samples: bool = False) -> int:
+    began = time.time()
     _release([])
     if root.exists():
         shutil.rmtree(root)
     labs = assignments(REPO_ROOT)
     make_course_root(root, labs)
+    workers = cores()  # one single-thread kernel a core: the most students an hour
     for assignment in labs:
-        samples = write_samples(assignment, root, REPO_ROOT)
+        samples = write_samples(assignment, root, REPO_ROOT, demo_only=not all_samples)
         start = time.time()
-        print(f"\ngrading {len(samples)} sample submissions of {assignment} in {root}")
-        results = grade_assignment(assignment, root, timeout=timeout)
+        print(
+            f"\ngrading {len(samples)} sample submissions of {assignment} in {root}, "
+            f"{workers} at once"
+        )
+        results = grade_assignment(
+            assignment, root, timeout=timeout, workers=workers, progress=False
+        )
         print(f"\n{format_results(results)}\n")
         print("what each sample must get:")
         for sample in samples:
             print(f"  {sample.student}: {sample.expected}")
         seconds = time.time() - start
         print(f"{len(results)} submissions in {seconds:.0f} s; feedback in {root / 'feedback'}")
+    print(f"\nthe demo took {time.time() - began:.0f} s", end="")
+    print("" if all_samples else "; --all-samples also grades the untouched notebooks")
     return 0
 
 
@@ -167,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="release, then grade the bundled sample submissions")
     demo.add_argument("--root", type=Path, default=REPO_ROOT / "build" / "demo")
     demo.add_argument("--timeout", type=float, default=900, help="seconds per submission")
+    demo.add_argument(
+        "--all-samples", action="store_true", help="grade every sample, the untouched ones too"
+    )
     colab = commands.add_parser("colab", help="add or update the Colab badge and setup cells")
     colab.add_argument("assignments", nargs="*")
     bundle = commands.add_parser("bundle", help="write the student bundle and prove it clean")
@@ -192,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         return _colab(args.assignments)
     if args.command == "bundle":
         return _bundle(args.assignments, args.out.resolve(), release=not args.no_release)
-    return _demo(args.root.resolve(), args.timeout)
+    return _demo(args.root.resolve(), args.timeout, args.all_samples)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import math
 import time
 import weakref
@@ -35,6 +36,7 @@ __all__ = [
     "fit",
     "predict",
     "random_crop_flip",
+    "split_digest",
 ]
 
 
@@ -54,7 +56,10 @@ class History:
 
     ``precision`` and ``channels_last`` say how the run computed, so that an
     evaluation afterwards can compute the same way; ``fused_step``, whether the
-    optimizer stepped with its fused kernel.
+    optimizer stepped with its fused kernel; ``batch_size``, the batches it drew (0 when
+    not recorded), so that a check can count the steps ``step_losses`` should hold;
+    ``trained_on``, the ``split_digest`` of the images and labels it trained on ("" when
+    not recorded).
     """
 
     device: str
@@ -66,6 +71,8 @@ class History:
     precision: str = "fp32"
     channels_last: bool = False
     fused_step: bool = False
+    batch_size: int = 0
+    trained_on: str = ""
 
     @property
     def train_loss(self) -> list[float]:
@@ -169,6 +176,15 @@ def evaluate(
 # ---- training -----------------------------------------------------------------------------------
 
 
+def split_digest(images: torch.Tensor, labels: torch.Tensor) -> str:
+    """A short digest of a split's images and labels: which data a run trained on."""
+    digest = hashlib.blake2b(digest_size=8)
+    for tensor in (images, labels):
+        digest.update(str((tuple(tensor.shape), tensor.dtype)).encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def fit(
     model: nn.Module,
     data: ImageData,
@@ -197,7 +213,9 @@ def fit(
     mean, std = _mean_std(data, device)
     first = _normalize(train_images[:batch_size], mean, std)  # one batch, to time a trial step
     trial = functools.partial(time_training_steps, model, first, train_labels[:batch_size])
-    fast = choose_fast_path(device, precision, channels_last, trial if len(first) > 1 else None)
+    steps = epochs * math.ceil(len(train_labels) / batch_size)
+    trial = trial if len(first) > 1 else None
+    fast = choose_fast_path(device, precision, channels_last, trial, steps=steps)
     _TRAINED_WITH[model] = fast  # predict and evaluate will compute this model the same way
     model.to(memory_format=fast.memory_format)  # conv weights in the layout of the inputs
     scaler = torch.amp.GradScaler(device.type, enabled=fast.uses_grad_scaler)
@@ -220,6 +238,8 @@ def fit(
         precision=fast.precision,
         channels_last=fast.channels_last,
         fused_step=fused,
+        batch_size=batch_size,
+        trained_on=split_digest(data.train_images, data.train_labels),
     )
 
     for epoch in range(1, epochs + 1):

@@ -72,13 +72,14 @@ class Sample:
     student: str
     expected: str  # what grading must make of it, in words
     build: Callable[[NotebookNode, NotebookNode], NotebookNode | str]
+    demo: bool = True  # graded by `make demo` (the others with --all-samples)
 
 
 def _common() -> list[Sample]:
     """What every lab is graded against: its solution, its untouched release, a broken file."""
     return [
         Sample("sample-correct", "full marks", lambda s, r: answered(s, r)),
-        Sample("sample-untouched", "0 points", lambda s, r: copy.deepcopy(r)),
+        Sample("sample-untouched", "0 points", lambda s, r: copy.deepcopy(r), demo=False),
         Sample(
             "sample-corrupted",
             "not graded (invalid); the batch goes on",
@@ -109,14 +110,18 @@ _SPECIFIC: dict[str, list[Sample]] = {
 }
 
 
-def samples_for(assignment: str) -> list[Sample]:
-    """The sample submissions of ``assignment``: the common three and its own."""
-    return _common() + _SPECIFIC.get(assignment, [])
+def samples_for(assignment: str, demo_only: bool = False) -> list[Sample]:
+    """The sample submissions of ``assignment``: the common three and its own (with
+    ``demo_only``, those ``make demo`` grades by default)."""
+    samples = _common() + _SPECIFIC.get(assignment, [])
+    return [sample for sample in samples if sample.demo or not demo_only]
 
 
-def write_samples(assignment: str, root: Path, source_root: Path) -> list[Sample]:
+def write_samples(
+    assignment: str, root: Path, source_root: Path, demo_only: bool = False
+) -> list[Sample]:
     """Write each sample to ``root/submitted/<student>/<assignment>/``."""
-    samples = samples_for(assignment)
+    samples = samples_for(assignment, demo_only)
     for name in notebook_names(assignment, source_root):
         source = nbformat.read(source_root / "solutions" / assignment / name, as_version=4)
         release = nbformat.read(source_root / "notebooks" / assignment / name, as_version=4)

@@ -49,21 +49,26 @@ def test_run_sizes():
     full = RunConfig.from_env({"LABKIT_RUN": "full"})
     assert (full.train_per_class, full.test_per_class) == (None, None)
     assert "the full dataset" in full.describe()
+    grade = RunConfig.from_env({"LABKIT_RUN": "grade"})
+    assert (grade.train_per_class, grade.test_per_class) == (100, 50)
+    assert "a token size for grading" in grade.describe()
+    assert "token" not in fast.describe() + full.describe()
 
 
 @pytest.mark.parametrize(
-    ("env", "reason"),
+    ("env", "size", "reason"),
     [
-        ({"NBGRADER_EXECUTION": "autograde"}, "graded by nbgrader"),
-        ({"LABKIT_RUN": "auto", "NBGRADER_EXECUTION": "validate"}, "graded by nbgrader"),
-        ({"CI": "true"}, "running in CI"),
-        ({"CI": "1", "LABKIT_RUN": ""}, "running in CI"),
+        ({"NBGRADER_EXECUTION": "autograde"}, "grade", "graded by nbgrader"),
+        ({"LABKIT_RUN": "auto", "NBGRADER_EXECUTION": "validate"}, "grade", "graded by nbgrader"),
+        ({"CI": "true", "NBGRADER_EXECUTION": "autograde"}, "grade", "graded by nbgrader"),
+        ({"CI": "true"}, "fast", "running in CI"),
+        ({"CI": "1", "LABKIT_RUN": ""}, "fast", "running in CI"),
     ],
 )
-def test_auto_is_fast_when_graded_or_in_ci_even_on_a_gpu(monkeypatch, env, reason):
+def test_auto_is_small_when_graded_or_in_ci_even_on_a_gpu(monkeypatch, env, size, reason):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     config = RunConfig.from_env(env)
-    assert (config.size, config.reason) == ("fast", reason)
+    assert (config.size, config.reason) == (size, reason)
 
 
 @pytest.mark.parametrize(("gpu", "size"), [(True, "full"), (False, "fast")])
@@ -78,6 +83,8 @@ def test_from_env_reads_the_process_environment(monkeypatch):
     assert RunConfig.from_env().size == "full"
     monkeypatch.setenv("LABKIT_RUN", "fast")
     assert RunConfig.from_env().size == "fast"
+    monkeypatch.setenv("LABKIT_RUN", "grade")
+    assert RunConfig.from_env().size == "grade"
 
 
 @pytest.mark.parametrize("value", ["huge", "fastest", "1"])
