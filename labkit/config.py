@@ -5,7 +5,7 @@
 - ``fast``: 2 epochs on a fixed subset of real images (the first 300 training
   and 100 test images of each class): a few minutes on two CPU cores. CI uses it.
 - ``full``: 2 epochs on the whole dataset, as the seed slides do.
-- ``grade``: 2 epochs on a token subset (the first 100 training and 50 test images of
+- ``grade``: 2 epochs on a token subset (the first 150 training and 20 test images of
   each class), used while a submission is graded: grading checks that the run trains
   and learns at all, not how well, and one submission grades in well under a minute.
 - ``auto`` (the default): ``grade`` under nbgrader (``NBGRADER_EXECUTION``), ``fast``
@@ -27,7 +27,7 @@ _SIZES = {
     # size: (train images per class, test images per class); None means all
     "fast": (300, 100),
     "full": (None, None),
-    "grade": (100, 50),
+    "grade": (150, 20),
 }
 
 

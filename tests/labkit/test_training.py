@@ -50,7 +50,7 @@ def test_run_sizes():
     assert (full.train_per_class, full.test_per_class) == (None, None)
     assert "the full dataset" in full.describe()
     grade = RunConfig.from_env({"LABKIT_RUN": "grade"})
-    assert (grade.train_per_class, grade.test_per_class) == (100, 50)
+    assert (grade.train_per_class, grade.test_per_class) == (150, 20)
     assert "a token size for grading" in grade.describe()
     assert "token" not in fast.describe() + full.describe()
 
