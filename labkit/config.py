@@ -3,11 +3,11 @@
 ``LABKIT_RUN`` picks the size:
 
 - ``fast``: 2 epochs on a fixed subset of real images (the first 300 training
-  and 100 test images of each class): a few minutes on two CPU cores. CI uses it.
+  and 100 test images of each class): a few minutes on two CPU cores.
 - ``full``: 2 epochs on the whole dataset, as the seed slides do.
 - ``grade``: 2 epochs on a token subset (the first 150 training and 20 test images of
-  each class), used while a submission is graded: grading checks that the run trains
-  and learns at all, not how well, and one submission grades in well under a minute.
+  each class), used while a submission is graded and by the test suite: grading
+  checks that the run trains and learns at all, not how well.
 - ``auto`` (the default): ``grade`` under nbgrader (``NBGRADER_EXECUTION``), ``fast``
   in CI (``CI``), ``full`` on a GPU, ``fast`` on a CPU.
 """
