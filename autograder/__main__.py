@@ -2,11 +2,12 @@
 
 python -m autograder release [ASSIGNMENT ...]   regenerate notebooks/ from solutions/
 python -m autograder grade ASSIGNMENT [--root DIR] [--workers N | --cluster ADDRESS]
-                                    [--regrade]
+                                    [--regrade | --student ID ...]
                                                 grade submitted/*/ASSIGNMENT in DIR, N
                                                 students at once (or on a Dask cluster);
                                                 run again, it grades only what changed
-                                                or did not finish (--regrade: everyone)
+                                                or did not finish (--regrade: everyone;
+                                                --student: that student, again)
 python -m autograder demo [--root DIR] [--all-samples]
                                                 release, then grade the bundled samples
                                                 (by default all but the untouched ones)
@@ -65,6 +66,7 @@ def _grade(
     workers: int | None = None,
     cluster: str | None = None,
     regrade: bool = False,
+    students: list[str] | None = None,
 ) -> int:
     print(f"grading {assignment} in {root}")
     # A batch job stopped by its scheduler (SIGTERM) stops as Ctrl-C does: what is
@@ -78,6 +80,7 @@ def _grade(
             workers=workers,
             cluster=cluster,
             resume=not regrade,
+            only=students,
         )
     except KeyboardInterrupt:
         print("grading stopped; run the same command again to resume", file=sys.stderr)
@@ -170,10 +173,19 @@ def main(argv: list[str] | None = None) -> int:
         metavar="ADDRESS",
         help="grade on the workers of this Dask scheduler (tcp://host:8786)",
     )
-    grade.add_argument(
+    which = grade.add_mutually_exclusive_group()
+    which.add_argument(
         "--regrade",
         action="store_true",
         help="grade every submission again, not only the changed or unfinished ones",
+    )
+    which.add_argument(
+        "--student",
+        action="append",
+        metavar="ID",
+        dest="students",
+        help="grade this student's submission (again); repeat for several. The table and "
+        "CSV list them and the students whose recorded result still holds",
     )
     demo = commands.add_parser("demo", help="release, then grade the bundled sample submissions")
     demo.add_argument("--root", type=Path, default=REPO_ROOT / "build" / "demo")
@@ -201,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             args.workers,
             args.cluster,
             args.regrade,
+            args.students,
         )
     if args.command == "colab":
         return _colab(args.assignments)
