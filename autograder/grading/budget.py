@@ -30,9 +30,18 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from nbformat import NotebookNode
 
-__all__ = ["GRADING_RUN_VARIABLE", "SkippedCell", "grading_run", "skips_unread", "unread_cells"]
+__all__ = [
+    "GRADING_RUN_VARIABLE",
+    "RELEASE_KEY",
+    "SkippedCell",
+    "grading_run",
+    "skips_unread",
+    "unread_cells",
+]
 
 GRADING_RUN_VARIABLE = "LABKIT_GRADING_RUN"
+# In a code cell's metadata, set by preflight: the cell runs as the release wrote it.
+RELEASE_KEY = "labkit_release_cell"
 _RUNS = ("grade", "fast")
 
 
@@ -245,17 +254,20 @@ def _names(source: str) -> _Names | None:
     return names
 
 
-def _always_needed(cell: NotebookNode) -> bool:
+def _always_needed(cell: NotebookNode, release_only: bool) -> bool:
     meta = cell.metadata.get("nbgrader", {})
+    if release_only and not cell.metadata.get(RELEASE_KEY):
+        return True  # a cell the student wrote or changed
     return bool(meta.get("solution") or meta.get("grade"))
 
 
-def unread_cells(nb: NotebookNode) -> list[SkippedCell]:
+def unread_cells(nb: NotebookNode, release_only: bool = False) -> list[SkippedCell]:
     """The code cells that no test reads, directly or through the cells it needs.
 
-    Needed: every test cell and every cell a student writes, any cell that does not
-    parse (magics included), and, going backwards, every cell that binds or changes a
-    name that a later needed cell reads."""
+    Needed: every test cell and every cell a student writes (a solution cell; with
+    ``release_only``, also any cell preflight did not mark as the release's, unchanged),
+    any cell that does not parse (magics included), and, going backwards, every cell
+    that binds or changes a name that a later needed cell reads."""
     code = {i: c for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()}
     parsed = {i: _names(c.source) for i, c in code.items()}
     # torch.manual_seed(0) or plt.show() does not make a cell the maker of `torch`, `plt`
@@ -265,7 +277,7 @@ def unread_cells(nb: NotebookNode) -> list[SkippedCell]:
     for index in sorted(code, reverse=True):
         cell, names = code[index], parsed[index]
         changes = set() if names is None else names.binds | (names.receivers - modules)
-        if names is None or _always_needed(cell) or changes & read:
+        if names is None or _always_needed(cell, release_only) or changes & read:
             read |= names.free if names is not None else set()
             if names is None:
                 return [s for s in skipped if s.index > index]  # nothing before it is known

@@ -79,7 +79,7 @@ class RecordOutcome(Execute):
 
     def preprocess(self, nb, resources=None, km=None):
         """Work out which cells no test reads (none at CI's size), then run the rest."""
-        unread = budget.unread_cells(nb) if budget.skips_unread() else []
+        unread = budget.unread_cells(nb, release_only=True) if budget.skips_unread() else []
         self._skipped = {cell.index: cell for cell in unread}
         return super().preprocess(nb, resources, km)
 

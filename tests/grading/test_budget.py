@@ -3,6 +3,8 @@ reads, on made-up notebooks and on every lab, and the grading size's setting."""
 
 from __future__ import annotations
 
+import copy
+
 import nbformat
 import pytest
 
@@ -155,3 +157,34 @@ def test_the_sandboxed_kernel_gets_the_grading_size(monkeypatch):
 def test_a_cell_nested_past_the_parser_keeps_everything_before_it():
     nb = _notebook("a = 1", "x = a" + ".b" * 200_000, "c = 2", ("pass", TEST))
     assert _skipped(nb) == [2]
+
+
+# ---- only the release's own cells are ever left unrun --------------------------------------------
+
+
+def _marked(nb: nbformat.NotebookNode, release: nbformat.NotebookNode) -> list[int]:
+    from autograder.grading.preflight import normalise
+
+    normalise(nb, release)
+    return [i for i, cell in enumerate(nb.cells) if cell.metadata.get(budget.RELEASE_KEY)]
+
+
+def test_preflight_marks_the_cells_that_run_as_the_release_wrote_them():
+    release = _notebook("x = 1", "print(len([x]))", ("pass", TEST), "plot(x)")
+    nb = copy.deepcopy(release)
+    nb.cells[3].source = "plot(x)\nimport os; os.system('sh')"  # changed by the student
+    nb.cells.append(nbformat.v4.new_code_cell("print(len([x]))"))  # a copy of a release cell
+    nb.cells[0].metadata[budget.RELEASE_KEY] = True  # ... and a mark written by hand
+    nb.cells[0].source = "x = 2"
+    assert _marked(nb, release) == [1, 2, 4]
+    # the changed cell and the student's cell run; an unchanged plot does not
+    assert [c.index for c in unread_cells(nb, release_only=True)] == [1, 4]
+    assert [c.index for c in unread_cells(nb)] == [0, 1, 3, 4]  # read by none of them
+
+
+def test_a_cell_the_student_added_runs_whatever_it_binds():
+    release = _notebook("x = 1", ("pass", TEST))
+    nb = copy.deepcopy(release)
+    nb.cells.insert(1, nbformat.v4.new_code_cell("print('a flood' * 10**6)"))
+    _marked(nb, release)
+    assert [c.index for c in unread_cells(nb, release_only=True)] == [0]  # only x = 1
