@@ -8,9 +8,6 @@
 - ``full``: 2 epochs on the whole dataset, as the seed slides do.
 - ``auto`` (the default): ``fast`` under nbgrader (``NBGRADER_EXECUTION``) or in
   CI (``CI``), ``full`` on a GPU, ``fast`` on a CPU.
-
-``graded`` is true under nbgrader whatever the size: a lab may then cut what no test
-reads (a long comparison kept only for its figure) to a token run.
 """
 
 from __future__ import annotations
@@ -39,7 +36,6 @@ class RunConfig:
     reason: str
     epochs: int = 2
     batch_size: int = 128
-    graded: bool = False
 
     @property
     def train_per_class(self) -> int | None:
@@ -52,16 +48,15 @@ class RunConfig:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> RunConfig:
         env = dict(os.environ if env is None else env)
-        graded = bool(env.get("NBGRADER_EXECUTION"))
         choice = env.get("LABKIT_RUN", "auto").strip().lower() or "auto"
         if choice in _SIZES:
-            return cls(choice, f"LABKIT_RUN={choice}", graded=graded)
+            return cls(choice, f"LABKIT_RUN={choice}")
         if choice != "auto":
             raise ValueError(
                 f"LABKIT_RUN={choice!r} is not a run size: use 'fast', 'full' or 'auto'."
             )
-        if graded:
-            return cls("fast", "graded by nbgrader", graded=True)
+        if env.get("NBGRADER_EXECUTION"):
+            return cls("fast", "graded by nbgrader")
         if env.get("CI", "").lower() in ("1", "true", "yes"):
             return cls("fast", "running in CI")
         if torch.cuda.is_available():

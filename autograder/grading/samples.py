@@ -114,7 +114,7 @@ _SPECIFIC: dict[str, list[Sample]] = {
             lambda s, r: replace_in(
                 answered(s, r),
                 "basic_block",
-                "            out = out + pad_shortcut(identity, self.planes, self.stride)\n",
+                "            out = out + pad_shortcut(x, self.planes, self.stride)  # option A\n",
                 "            pass\n",
             ),
         ),

@@ -68,7 +68,7 @@ SYMMETRIC_PADDING = {  # akamaster's placement: accepted, the paper leaves it op
     _PAD: "    return F.pad(x, (0, 0, 0, 0, extra // 2, extra - extra // 2))\n"
 }
 DETACHED = {_PAD: "    return F.pad(x.detach(), (0, 0, 0, 0, 0, extra))\n"}
-_ADD = "            out = out + pad_shortcut(identity, self.planes, self.stride)\n"
+_ADD = "            out = out + pad_shortcut(x, self.planes, self.stride)  # option A\n"
 NEVER_ADDED = {_ADD: "            pass\n"}
 ALWAYS_ADDED = {"        if self.residual:\n": "        if True:\n"}
 PROJECTION = {  # option B in every block: a 1x1 convolution on the shortcut
@@ -77,17 +77,14 @@ PROJECTION = {  # option B in every block: a 1x1 convolution on the shortcut
         "        self.proj = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride, bias=False),"
         " nn.BatchNorm2d(planes))\n"
     ),
-    _ADD: "            out = out + self.proj(identity)\n",
+    _ADD: "            out = out + self.proj(x)\n",
 }
-NO_LAST_RELU = {"        out = self.relu(out)\n        return out\n": "        return out\n"}
-NO_FIRST_RELU = {
-    "        out = self.bn1(out)\n        out = self.relu(out)\n": "        out = self.bn1(out)\n"
-}
+NO_LAST_RELU = {"        return self.relu(out)\n": "        return out\n"}
+_FIRST = "        out = self.relu(self.bn1(self.conv1(x)))  # N x planes x H/stride x W/stride\n"
+NO_FIRST_RELU = {_FIRST: "        out = self.bn1(self.conv1(x))\n"}
 RELU_BEFORE_ADD = {
-    "        out = self.bn2(out)\n\n        if self.residual:": (
-        "        out = self.bn2(out)\n        out = self.relu(out)\n\n        if self.residual:"
-    ),
-    "        out = self.relu(out)\n        return out\n": "        return out\n",
+    "        out = self.bn2(self.conv2(out))\n": "        out = self.relu(self.bn2(self.conv2(out)))\n",
+    "        return self.relu(out)\n": "        return out\n",
 }
 STRIDE_ON_CONV2 = {
     "        self.conv1 = conv3x3(inplanes, planes, stride)\n": (
@@ -229,7 +226,7 @@ def test_solution_family_matches_the_paper_and_the_reference(day06):
     assert check_cifar_family(resnet) == []
     assert check_cifar_family(plain) == []
     assert check_shortcuts_used(resnet, plain) == []
-    assert check_shortcuts_used(resnet, plain, depth=44, seed=3) == []
+    assert check_shortcuts_used(resnet, plain, depth=32, seed=3) == []
     with pytest.raises(ValueError, match="6n"):
         resnet(21)
 
@@ -292,11 +289,12 @@ def test_gradient_mistakes_fail_and_are_named(edit, fragment):
     _one_problem(check_gradient_norms(mutant(edit)["layer_gradient_norms"]), fragment)
 
 
-def _profiles(namespace: dict, seed: int) -> dict[str, list[float]]:
-    """The notebook's measurement: 64 images (here random ones), each network seeded."""
+def _profiles(namespace: dict, seed: int, batch: int = 32) -> dict[str, list[float]]:
+    """The notebook's measurement: ``batch`` images (here random ones; the notebook takes
+    32, its hidden test 16), each network seeded."""
     generator = torch.Generator().manual_seed(seed)
-    images = torch.randn(64, 3, 32, 32, generator=generator)
-    labels = torch.randint(0, 10, (64,), generator=generator)
+    images = torch.randn(batch, 3, 32, 32, generator=generator)
+    labels = torch.randint(0, 10, (batch,), generator=generator)
     norms = namespace["layer_gradient_norms"]
     builds = {
         "plain-20": lambda: namespace["cifar_plain"](20),
@@ -311,11 +309,13 @@ def _profiles(namespace: dict, seed: int) -> dict[str, list[float]]:
     return profiles
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_degradation_bounds_hold_over_seeds_with_a_margin(day06, seed):
-    """The check's bounds, with room to spare on each of 5 seeds: at least 3 times the
-    plain bound and at most half the residual one."""
-    profiles = _profiles(day06, seed)
+@pytest.mark.parametrize(
+    ("seed", "batch"), [(s, 32) for s in range(5)] + [(s, 16) for s in range(5)]
+)
+def test_degradation_bounds_hold_over_seeds_with_a_margin(day06, seed, batch):
+    """The check's bounds, with room to spare on each of 5 seeds at both batch sizes the
+    notebook uses: at least 3 times the plain bound and at most half the residual one."""
+    profiles = _profiles(day06, seed, batch)
     assert check_degradation(profiles) == []
     ratios = {name: gradient_ratio(norms) for name, norms in profiles.items()}
     assert ratios["plain-56"] / ratios["plain-20"] > 3 * PLAIN_56_OVER_20, ratios

@@ -80,19 +80,6 @@ def test_from_env_reads_the_process_environment(monkeypatch):
     assert RunConfig.from_env().size == "fast"
 
 
-@pytest.mark.parametrize(
-    ("env", "graded"),
-    [
-        ({"NBGRADER_EXECUTION": "autograde"}, True),
-        ({"NBGRADER_EXECUTION": "validate", "LABKIT_RUN": "full"}, True),  # any size
-        ({"LABKIT_RUN": "fast"}, False),
-        ({"CI": "true"}, False),
-    ],
-)
-def test_graded_says_whether_nbgrader_runs_the_lab(env, graded):
-    assert RunConfig.from_env(env).graded is graded
-
-
 @pytest.mark.parametrize("value", ["huge", "fastest", "1"])
 def test_invalid_run_size_is_a_value_error_naming_it(value):
     with pytest.raises(ValueError, match=f"LABKIT_RUN='{value}' is not a run size"):
