@@ -314,12 +314,14 @@ def _profiles(namespace: dict, seed: int, batch: int = 32) -> dict[str, list[flo
 )
 def test_degradation_bounds_hold_over_seeds_with_a_margin(day06, seed, batch):
     """The check's bounds, with room to spare on each of 5 seeds at both batch sizes the
-    notebook uses: at least 3 times the plain bound and at most half the residual one."""
+    notebook uses: at least 3 times the plain bound, and at most half the residual one
+    (three quarters with 16 images)."""
     profiles = _profiles(day06, seed, batch)
     assert check_degradation(profiles) == []
     ratios = {name: gradient_ratio(norms) for name, norms in profiles.items()}
     assert ratios["plain-56"] / ratios["plain-20"] > 3 * PLAIN_56_OVER_20, ratios
-    assert ratios["ResNet-56"] / ratios["ResNet-20"] < RESNET_56_OVER_20 / 2, ratios
+    margin = 0.5 if batch == 32 else 0.75  # 16 images: noisier statistics in BatchNorm
+    assert ratios["ResNet-56"] / ratios["ResNet-20"] < RESNET_56_OVER_20 * margin, ratios
 
 
 def test_degradation_check_fails_networks_without_the_split():
