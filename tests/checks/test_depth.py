@@ -83,7 +83,9 @@ NO_LAST_RELU = {"        return self.relu(out)\n": "        return out\n"}
 _FIRST = "        out = self.relu(self.bn1(self.conv1(x)))  # N x planes x H/stride x W/stride\n"
 NO_FIRST_RELU = {_FIRST: "        out = self.bn1(self.conv1(x))\n"}
 RELU_BEFORE_ADD = {
-    "        out = self.bn2(self.conv2(out))\n": "        out = self.relu(self.bn2(self.conv2(out)))\n",
+    "        out = self.bn2(self.conv2(out))\n": (
+        "        out = self.relu(self.bn2(self.conv2(out)))\n"
+    ),
     "        return self.relu(out)\n": "        return out\n",
 }
 STRIDE_ON_CONV2 = {
