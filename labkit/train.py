@@ -197,6 +197,7 @@ def fit(
     progress: bool = True,
     precision: str = "auto",
     channels_last: bool = True,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> History:
     """Train ``model`` on ``data`` for ``epochs`` epochs; evaluate after each one.
 
@@ -204,8 +205,10 @@ def fit(
     (bf16 where the hardware has it natively, on a CPU only if a trial step of this
     model is faster in bf16; else fp16 on a GPU, fp32 on a CPU), "bf16", "fp16" or
     "fp32". ``channels_last``: convert the model and each batch to the N x H x W x C
-    layout that fast convolution kernels want. Prints what it chose, one line per
-    epoch, and returns the ``History``.
+    layout that fast convolution kernels want. ``scheduler``: a learning-rate
+    scheduler of ``optimizer``, stepped once after each epoch (``MultiStepLR`` with
+    milestones in epochs, say). Prints what it chose, one line per epoch, and returns
+    the ``History``.
     """
     device = next(model.parameters()).device
     train_images = data.train_images.to(device)  # uint8: a quarter of float32's memory
@@ -282,6 +285,8 @@ def fit(
             test_acc=test_acc,
             seconds=time.perf_counter() - start,
         )
+        if scheduler is not None:
+            scheduler.step()  # after the epoch's last optimizer step, as torch expects
         history.epochs.append(stats)
         history.step_losses.extend(torch.stack(step_losses).tolist())
         print(

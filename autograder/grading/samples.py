@@ -107,6 +107,19 @@ _SPECIFIC: dict[str, list[Sample]] = {
             lambda s, r: without_cell(answered(s, r), "test_resnet34_table"),
         ),
     ],
+    "day06_depth_study": [
+        Sample(
+            "sample-shortcut-never-added",
+            "loses the BasicBlock, network and degradation points; feedback names the "
+            "missing shortcut",
+            lambda s, r: replace_in(
+                answered(s, r),
+                "basic_block",
+                "            out = out + pad_shortcut(x, self.planes, self.stride)  # option A\n",
+                "            pass\n",
+            ),
+        ),
+    ],
 }
 
 

@@ -198,6 +198,34 @@ def test_fit_history_matches_a_fresh_evaluation(run):
     assert logits.shape == (64, 2)
 
 
+def test_fit_steps_the_scheduler_once_per_epoch():
+    """MultiStepLR with milestones in epochs: the third epoch trains at a tenth of the rate."""
+    seen = []
+
+    class Watch(nn.Module):  # records the learning rate each training step runs at
+        def __init__(self, optimizer_ref: list) -> None:
+            super().__init__()
+            self.net, self.ref = tiny_cnn(), optimizer_ref
+
+        def forward(self, x):
+            if self.training:
+                seen.append(self.ref[0].param_groups[0]["lr"])
+            return self.net(x)
+
+    ref: list = []
+    model = Watch(ref)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    ref.append(optimizer)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[2], gamma=0.1)
+    with contextlib.redirect_stdout(io.StringIO()):
+        fit(model, tiny_data(), optimizer, epochs=3, batch_size=64, progress=False,
+            precision="fp32", scheduler=scheduler)  # fmt: skip
+    steps = len(seen) // 3
+    assert seen[: 2 * steps] == [0.1] * (2 * steps)
+    assert seen[2 * steps :] == pytest.approx([0.01] * steps)
+    assert scheduler.last_epoch == 3
+
+
 def test_fit_drops_a_last_batch_of_one():
     data = tiny_data()
     data = dataclasses.replace(
