@@ -5,6 +5,10 @@ The labs train on CIFAR-10 (and Day 2 on MNIST). Without real images
 points ``LABKIT_CIFAR10`` at them and says so in the header; tests marked
 ``realdata`` then skip. MNIST likewise (``LABKIT_MNIST``, ``data/mnist``): the
 variable is set either way, so that sandboxed grading kernels are told where it is.
+
+The notebooks run at the size grading uses (``LABKIT_RUN=grade``, the token size) unless
+``LABKIT_RUN`` says otherwise: every cell runs, on less data. ``LABKIT_RUN=fast make
+test`` runs them at the size a student's CPU gets.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ def _real_mnist() -> str | None:
 
 
 def pytest_configure(config):
+    os.environ.setdefault("LABKIT_RUN", "grade")
     mnist = _real_mnist()
     if mnist is not None:
         os.environ["LABKIT_MNIST"] = mnist
@@ -53,6 +58,7 @@ def pytest_configure(config):
 
 def pytest_report_header(config):
     lines = [f"CIFAR-10: {_real_cifar10()}", f"MNIST: {os.environ.get('LABKIT_MNIST')}"]
+    lines.append(f"notebooks run at LABKIT_RUN={os.environ['LABKIT_RUN']}")
     if os.environ.get("LABKIT_STANDINS"):
         lines[0] = (
             f"CIFAR-10: NO REAL DATA, using generated stand-ins in {os.environ['LABKIT_CIFAR10']} "

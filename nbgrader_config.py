@@ -16,7 +16,7 @@ from nbgrader.preprocessors import (
     LimitOutput,
 )
 
-from autograder.grading.entry import RequireDriver
+from autograder.grading.entry import DRIVER_VARIABLE, GradeWithDriver
 from autograder.grading.feedback import KeepCheckReports, WithholdLeakedFeedback
 from autograder.grading.feedback_html import FeedbackExporter, SanitiseStudentContent
 from autograder.grading.outputs import CapOutputs
@@ -84,9 +84,13 @@ c.Autograde.autograde_preprocessors = [
     CheckCellMetadata,
 ]
 
-# `nbgrader autograde` by hand or from the formgrader would run student code unsandboxed:
-# it stops and names `python -m autograder grade` (autograder/grading/entry.py).
-c.Autograde.autograde_preprocessors.insert(0, RequireDriver)
+# `nbgrader autograde` typed by hand and the formgrader's Autograde button execute
+# nothing themselves: the kit's driver grades the student (preflight, scan, sandbox,
+# checks, status), nbgrader logs its row and keeps what it autograded
+# (autograder/grading/entry.py). Only the driver's own nbgrader runs execute notebooks.
+if not os.environ.get(DRIVER_VARIABLE):
+    c.Autograde.sanitize_preprocessors = [GradeWithDriver]
+    c.Autograde.autograde_preprocessors = [GradeWithDriver]
 
 # A grade cell deleted or copied by a student is restored from the gradebook
 # instead of aborting the batch.

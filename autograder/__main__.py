@@ -9,12 +9,15 @@ python -m autograder translations update [ASSIGNMENT ... | labkit]
 python -m autograder translations check         list stale entries per catalog (exit 1 if
                                                 any) and count the untranslated ones
 python -m autograder grade ASSIGNMENT [--root DIR] [--workers N | --cluster ADDRESS]
-                                    [--regrade]
+                                    [--regrade | --student ID ...]
                                                 grade submitted/*/ASSIGNMENT in DIR, N
                                                 students at once (or on a Dask cluster);
                                                 run again, it grades only what changed
-                                                or did not finish (--regrade: everyone)
-python -m autograder demo [--root DIR]          release, then grade the bundled samples
+                                                or did not finish (--regrade: everyone;
+                                                --student: that student, again)
+python -m autograder demo [--root DIR] [--all-samples]
+                                                release, then grade the bundled samples
+                                                (by default all but the untouched ones)
 python -m autograder colab [ASSIGNMENT ...]     add or update the Colab badge and setup
                                                 cells of solutions/ (then run release)
 python -m autograder bundle [ASSIGNMENT ...] [--out DIR]
@@ -32,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from autograder.grading.batch import GradingError
+from autograder.grading.batch import GradingError, cores
 from autograder.grading.bundle import scan_bundle, write_bundle
 from autograder.grading.colab import apply_colab_cells
 from autograder.grading.course import (
@@ -110,6 +113,7 @@ def _grade(
     workers: int | None = None,
     cluster: str | None = None,
     regrade: bool = False,
+    students: list[str] | None = None,
 ) -> int:
     print(f"grading {assignment} in {root}")
     # A batch job stopped by its scheduler (SIGTERM) stops as Ctrl-C does: what is
@@ -123,6 +127,7 @@ def _grade(
             workers=workers,
             cluster=cluster,
             resume=not regrade,
+            only=students,
         )
     except KeyboardInterrupt:
         print("grading stopped; run the same command again to resume", file=sys.stderr)
@@ -135,23 +140,32 @@ def _grade(
     return 0
 
 
-def _demo(root: Path, timeout: float) -> int:
+def _demo(root: Path, timeout: float, all_samples: bool = False) -> int:
+    began = time.time()
     _release([])
     if root.exists():
         shutil.rmtree(root)
     labs = assignments(REPO_ROOT)
     make_course_root(root, labs)
+    workers = cores()  # one single-thread kernel a core: the most students an hour
     for assignment in labs:
-        samples = write_samples(assignment, root, REPO_ROOT)
+        samples = write_samples(assignment, root, REPO_ROOT, demo_only=not all_samples)
         start = time.time()
-        print(f"\ngrading {len(samples)} sample submissions of {assignment} in {root}")
-        results = grade_assignment(assignment, root, timeout=timeout)
+        print(
+            f"\ngrading {len(samples)} sample submissions of {assignment} in {root}, "
+            f"{workers} at once"
+        )
+        results = grade_assignment(
+            assignment, root, timeout=timeout, workers=workers, progress=False
+        )
         print(f"\n{format_results(results)}\n")
         print("what each sample must get:")
         for sample in samples:
             print(f"  {sample.student}: {sample.expected}")
         seconds = time.time() - start
         print(f"{len(results)} submissions in {seconds:.0f} s; feedback in {root / 'feedback'}")
+    print(f"\nthe demo took {time.time() - began:.0f} s", end="")
+    print("" if all_samples else "; --all-samples also grades the untouched notebooks")
     return 0
 
 
@@ -206,10 +220,19 @@ def main(argv: list[str] | None = None) -> int:
         metavar="ADDRESS",
         help="grade on the workers of this Dask scheduler (tcp://host:8786)",
     )
-    grade.add_argument(
+    which = grade.add_mutually_exclusive_group()
+    which.add_argument(
         "--regrade",
         action="store_true",
         help="grade every submission again, not only the changed or unfinished ones",
+    )
+    which.add_argument(
+        "--student",
+        action="append",
+        metavar="ID",
+        dest="students",
+        help="grade this student's submission (again); repeat for several. The table and "
+        "CSV list them and the students whose recorded result still holds",
     )
     translations = commands.add_parser(
         "translations", help="update the Korean catalogs, or list their stale entries"
@@ -219,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="release, then grade the bundled sample submissions")
     demo.add_argument("--root", type=Path, default=REPO_ROOT / "build" / "demo")
     demo.add_argument("--timeout", type=float, default=900, help="seconds per submission")
+    demo.add_argument(
+        "--all-samples", action="store_true", help="grade every sample, the untouched ones too"
+    )
     colab = commands.add_parser("colab", help="add or update the Colab badge and setup cells")
     colab.add_argument("assignments", nargs="*")
     bundle = commands.add_parser("bundle", help="write the student bundle and prove it clean")
@@ -239,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             args.workers,
             args.cluster,
             args.regrade,
+            args.students,
         )
     if args.command == "translations":
         return _translations(args.action, args.catalogs)
@@ -246,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         return _colab(args.assignments)
     if args.command == "bundle":
         return _bundle(args.assignments, args.out.resolve(), release=not args.no_release)
-    return _demo(args.root.resolve(), args.timeout)
+    return _demo(args.root.resolve(), args.timeout, args.all_samples)
 
 
 if __name__ == "__main__":

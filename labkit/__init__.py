@@ -7,6 +7,8 @@ from labkit.config import RunConfig, default_device, seed_everything
 from labkit.data import ImageData, as_dataset, load_cifar10, load_fashion_mnist, load_mnist
 from labkit.plots import (
     plot_confusion_matrix,
+    plot_error_curves,
+    plot_histories,
     plot_history,
     plot_tradeoff,
     show_images,
@@ -32,6 +34,8 @@ __all__ = [
     "load_fashion_mnist",
     "load_mnist",
     "plot_confusion_matrix",
+    "plot_error_curves",
+    "plot_histories",
     "plot_history",
     "plot_tradeoff",
     "record_outputs",

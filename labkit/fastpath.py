@@ -26,6 +26,7 @@ from torch import nn
 __all__ = [
     "BF16_MIN_SPEEDUP",
     "PRECISIONS",
+    "TRIAL_MIN_STEPS",
     "FastPath",
     "choose_fast_path",
     "cpu_capability",
@@ -38,6 +39,9 @@ __all__ = [
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 BF16_MIN_SPEEDUP = 1.2  # on a CPU, "auto" keeps bf16 only if a trial step is this much faster
+# The trial takes four steps' time (two rounds of two paths): in a shorter run than this,
+# what bf16 might save cannot pay for it, and the run stays in fp32 untried.
+TRIAL_MIN_STEPS = 40
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
@@ -137,6 +141,7 @@ def choose_fast_path(
     precision: str = "auto",
     channels_last: bool = True,
     trial: Trial | None = None,
+    steps: int | None = None,
 ) -> FastPath:
     """The ``FastPath`` for ``device``.
 
@@ -144,8 +149,9 @@ def choose_fast_path(
     a CPU. On a CPU, given a ``trial`` (which times a training step of the model for
     each FastPath it is handed), it keeps bf16 only if that is ``BF16_MIN_SPEEDUP``
     times faster than fp32: oneDNN's bf16 kernels win on large feature maps but lose
-    on tiny ones (the course slides' ResNet-18 on 32x32 images). An explicit choice is kept,
-    with a warning in ``reason`` when bf16 would be emulated.
+    on tiny ones (the course slides' ResNet-18 on 32x32 images). A run of fewer than
+    ``TRIAL_MIN_STEPS`` ``steps`` stays in fp32 on a CPU, untried. An explicit choice is
+    kept, with a warning in ``reason`` when bf16 would be emulated.
     """
     device = torch.device(device)
     if type(precision) is not str or precision not in PRECISIONS:
@@ -163,6 +169,9 @@ def choose_fast_path(
     if not native:
         precision = "fp16" if device.type == "cuda" else "fp32"
         return FastPath(device.type, precision, channels_last, why)
+    if device.type == "cpu" and steps is not None and steps < TRIAL_MIN_STEPS:
+        reason = f"{why}, but a run of {steps} steps is too short for a bf16 trial to pay off"
+        return FastPath(device.type, "fp32", channels_last, reason)
     if device.type != "cpu" or trial is None:
         return FastPath(device.type, "bf16", channels_last, why)
     bf16, fp32 = (FastPath(device.type, p, channels_last, why) for p in ("bf16", "fp32"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -26,6 +26,8 @@ __all__ = [
     "confusion_matrix",
     "hangul_font",
     "plot_confusion_matrix",
+    "plot_error_curves",
+    "plot_histories",
     "plot_history",
     "plot_tradeoff",
     "show_images",
@@ -101,6 +103,69 @@ def plot_history(history: History) -> plt.Figure:
     ax_acc.legend()
     fig.tight_layout()
     return fig
+
+
+_METRICS = {  # History attribute of each panel: (title, y label)
+    "train_acc": ("Train accuracy", "accuracy"),
+    "test_acc": ("Test accuracy", "accuracy"),
+    "train_loss": ("Train loss", "cross-entropy loss"),
+    "test_loss": ("Test loss", "cross-entropy loss"),
+}
+
+
+def plot_histories(histories: Mapping[str, History], title: str | None = None) -> plt.Figure:
+    """Several runs on one figure: train and test accuracy and loss per epoch, one line
+    per run (labelled by its key), every panel of a kind on the same axes (accuracy
+    panels share 0-1, loss panels share their range), so that runs compare at a glance."""
+    if not histories:
+        raise ValueError("plot_histories needs at least one History")
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
+    losses = [v for h in histories.values() for e in h.epochs for v in (e.train_loss, e.test_loss)]
+    top_loss = max((v for v in losses if math.isfinite(v)), default=1.0)
+    for ax, (metric, (panel, ylabel)) in zip(axes.flat, _METRICS.items(), strict=True):
+        for name, history in histories.items():
+            epochs = [e.epoch for e in history.epochs]
+            values = [getattr(e, metric) for e in history.epochs]
+            ax.plot(epochs, values, "o-", ms=3, label=name)
+        if metric.endswith("acc"):
+            first = next(iter(histories.values()))
+            ax.axhline(1 / first.num_classes, color="grey", ls=":", lw=1)
+            ax.set_ylim(0, 1)
+        else:
+            ax.set_ylim(0, top_loss * 1.05)
+        ax.set(title=panel, ylabel=ylabel)
+        ax.grid(True, alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xlabel("epoch")
+    axes[0, 0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_error_curves(
+    histories: Mapping[str, History], ax: plt.Axes | None = None, title: str | None = None
+) -> plt.Figure:
+    """Error (1 - accuracy, in %) against training iterations, as the ResNet paper draws
+    it: thin dashed lines for training error, bold lines for test error, one colour per
+    run. A point is an epoch's end; its training error is the epoch's running error."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.5))
+    for index, (name, history) in enumerate(histories.items()):
+        color = f"C{index}"
+        per_epoch = len(history.step_losses) / max(len(history.epochs), 1)
+        steps = [per_epoch * e.epoch for e in history.epochs]
+        train = [100 * (1 - e.train_acc) for e in history.epochs]
+        test = [100 * (1 - e.test_acc) for e in history.epochs]
+        ax.plot(steps, train, "--", lw=1, color=color)
+        ax.plot(steps, test, "-", lw=2, color=color, label=name)
+    ax.plot([], [], "k--", lw=1, label="train (dashed)")
+    ax.plot([], [], "k-", lw=2, label="test (bold)")
+    ax.set(xlabel="iteration", ylabel="error (%)", title=title or "Error against iterations")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax.figure
 
 
 def show_images(

@@ -1,10 +1,16 @@
-"""Capture torchsummary's table as data, without side effects on the model.
+"""Capture a summary table as data, without side effects on the model.
 
 torchsummary 1.5.1 prints its table and returns None, defaults to
-``device="cuda"``, and runs a train-mode forward pass on random input, which
-consumes the global RNG and moves BatchNorm running statistics. ``capture_summary``
-runs it on a deep copy, in eval mode, on the CPU, under a forked RNG, and parses
-what it printed.
+``device="cuda"``, and runs its forward pass in the model's own mode (train mode for a
+model just built) on random input, which consumes the global RNG and moves BatchNorm
+running statistics. ``capture_summary`` runs it on a deep copy, in eval mode, on the
+CPU, under a forked RNG, and parses what it printed.
+
+torchinfo 1.8 (``capture_summary(..., tool="torchinfo")``) returns its statistics
+instead of printing, runs in eval mode, and nests each layer under its parent with the
+attribute name. The table is read from its layer list in torchsummary's form (the
+layers that torchsummary lists, in the order their calls finish), with torchinfo's own
+parameter totals: either tool gives the same ``SummaryTable``.
 
 ``meta_summary`` computes the same table without torchsummary and without any
 arithmetic: the model is built on PyTorch's ``meta`` device, which has shapes but
@@ -16,7 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import io
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,10 +32,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+import torchinfo
 from torch import nn
 from torchsummary import summary
 
 __all__ = [
+    "TOOLS",
     "LayerCall",
     "SummaryRow",
     "SummaryTable",
@@ -139,13 +149,68 @@ def parse_summary(text: str) -> SummaryTable:
     )
 
 
-def capture_summary(model: nn.Module, input_size: Sequence[int] = (3, 224, 224)) -> SummaryTable:
-    """``summary(model, input_size)`` as data; ``model`` itself is left untouched."""
+TOOLS = ("torchsummary", "torchinfo")
+
+
+def capture_summary(
+    model: nn.Module, input_size: Sequence[int] = (3, 224, 224), tool: str = "torchsummary"
+) -> SummaryTable:
+    """``summary(model, input_size)`` as data; ``model`` itself is left untouched.
+
+    ``input_size`` is one image's (C, H, W), as torchsummary takes it; ``tool`` is
+    ``"torchsummary"`` or ``"torchinfo"`` (see the module's docstring)."""
+    if tool not in TOOLS:
+        raise ValueError(f"tool={tool!r}: use 'torchsummary' or 'torchinfo'")
     probe = copy.deepcopy(model).to("cpu").eval()
     out = io.StringIO()
     with torch.random.fork_rng(devices=[]), torch.no_grad(), contextlib.redirect_stdout(out):
+        if tool == "torchinfo":
+            return _torchinfo_table(probe, tuple(input_size))
         summary(probe, tuple(input_size), device="cpu")
     return parse_summary(out.getvalue())
+
+
+def _torchinfo_table(model: nn.Module, input_size: tuple[int, ...]) -> SummaryTable:
+    """torchinfo's statistics of ``model`` on a batch of two, as torchsummary's table."""
+    stats = torchinfo.summary(
+        model, input_size=(2, *input_size), device="cpu", mode="eval", verbose=0
+    )
+    # torchinfo lists a layer when its call starts (a block before its layers); torchsummary
+    # when it finishes (a block after them): reorder depth-first, children first.
+    finished: list = []
+    open_calls: list = []
+    for info in stats.summary_list:
+        while open_calls and open_calls[-1].depth >= info.depth:
+            finished.append(open_calls.pop())
+        open_calls.append(info)
+    finished += reversed(open_calls)
+    calls = [
+        (info.module, info.output_size)
+        for info in finished
+        if info.depth > 0
+        and info.executed
+        and not isinstance(info.module, (nn.Sequential, nn.ModuleList))
+    ]
+    rows = []
+    for index, (module, output_size) in enumerate(calls, start=1):
+        shape = str([-1, *output_size[1:]])
+        rows.append(SummaryRow(_class_name(module), index, shape, _own_params(module)[0]))
+    text = str(stats)
+    return _table(rows, stats.total_params, stats.trainable_params, input_size, text)
+
+
+def _own_params(module: nn.Module) -> tuple[int, int]:
+    """(parameters, trainable ones) of the row, counted as torchsummary counts them: the
+    module's own ``weight`` and ``bias``."""
+    params = trainable = 0
+    weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
+    if hasattr(weight, "size"):
+        params += weight.numel()
+    if hasattr(bias, "size"):
+        params += bias.numel()
+    if hasattr(weight, "size") and weight.requires_grad:
+        trainable += params
+    return params, trainable
 
 
 def _class_name(module: nn.Module) -> str:
@@ -205,24 +270,30 @@ def meta_summary(
 
     rows: list[SummaryRow] = []
     total_params = trainable = 0
-    total_output = 0
     for index, (module, _, output) in enumerate(records, start=1):
         if isinstance(output, (list, tuple)):
             shape: list = [[-1, *o.shape[1:]] for o in output]
         else:
             shape = [-1, *output.shape[1:]]
-        params = 0
-        weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
-        if hasattr(weight, "size"):
-            params += weight.numel()
-        if hasattr(bias, "size"):
-            params += bias.numel()
-        if hasattr(weight, "size") and weight.requires_grad:
-            trainable += params
+        params, trainable_here = _own_params(module)
         total_params += params
-        total_output += int(np.prod(shape))  # with the -1 batch size, as torchsummary sums
+        trainable += trainable_here
         rows.append(SummaryRow(_class_name(module), index, str(shape), params))
+    return _table(rows, total_params, trainable, input_size)
 
+
+def _table(
+    rows: list[SummaryRow],
+    total_params: int,
+    trainable: int,
+    input_size: Sequence[int],
+    text: str | None = None,
+) -> SummaryTable:
+    """The table torchsummary would print for ``rows`` (its sizes computed as it computes
+    them), with ``text`` as the table's text if given."""
+    total_output = 0
+    for row in rows:
+        total_output += int(np.prod(json.loads(row.shape)))  # with the -1, as torchsummary sums
     exact = [abs(float(np.prod(input_size))), abs(2.0 * total_output), float(total_params)]
     sizes = {
         "Input size (MB)": exact[0],
@@ -245,7 +316,8 @@ def meta_summary(
         *(f"{label}: {abs(n * 4 / 1024**2):0.2f}" for label, n in sizes.items()),
         thin,
     ]
-    return parse_summary("\n".join(lines) + "\n")
+    table = parse_summary("\n".join(lines) + "\n")
+    return table if text is None else dataclasses.replace(table, text=text)
 
 
 def count_parameters(model: nn.Module) -> int:

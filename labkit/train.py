@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import math
 import time
 import weakref
@@ -36,6 +37,7 @@ __all__ = [
     "fit",
     "predict",
     "random_crop_flip",
+    "split_digest",
 ]
 
 
@@ -55,7 +57,10 @@ class History:
 
     ``precision`` and ``channels_last`` say how the run computed, so that an
     evaluation afterwards can compute the same way; ``fused_step``, whether the
-    optimizer stepped with its fused kernel.
+    optimizer stepped with its fused kernel; ``batch_size``, the batches it drew (0 when
+    not recorded), so that a check can count the steps ``step_losses`` should hold;
+    ``trained_on``, the ``split_digest`` of the images and labels it trained on ("" when
+    not recorded).
     """
 
     device: str
@@ -67,6 +72,8 @@ class History:
     precision: str = "fp32"
     channels_last: bool = False
     fused_step: bool = False
+    batch_size: int = 0
+    trained_on: str = ""
 
     @property
     def train_loss(self) -> list[float]:
@@ -170,6 +177,15 @@ def evaluate(
 # ---- training -----------------------------------------------------------------------------------
 
 
+def split_digest(images: torch.Tensor, labels: torch.Tensor) -> str:
+    """A short digest of a split's images and labels: which data a run trained on."""
+    digest = hashlib.blake2b(digest_size=8)
+    for tensor in (images, labels):
+        digest.update(str((tuple(tensor.shape), tensor.dtype)).encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def fit(
     model: nn.Module,
     data: ImageData,
@@ -182,6 +198,7 @@ def fit(
     progress: bool = True,
     precision: str = "auto",
     channels_last: bool = True,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> History:
     """Train ``model`` on ``data`` for ``epochs`` epochs; evaluate after each one.
 
@@ -189,8 +206,10 @@ def fit(
     (bf16 where the hardware has it natively, on a CPU only if a trial step of this
     model is faster in bf16; else fp16 on a GPU, fp32 on a CPU), "bf16", "fp16" or
     "fp32". ``channels_last``: convert the model and each batch to the N x H x W x C
-    layout that fast convolution kernels want. Prints what it chose, one line per
-    epoch, and returns the ``History``.
+    layout that fast convolution kernels want. ``scheduler``: a learning-rate
+    scheduler of ``optimizer``, stepped once after each epoch (``MultiStepLR`` with
+    milestones in epochs, say). Prints what it chose, one line per epoch, and returns
+    the ``History``.
     """
     device = next(model.parameters()).device
     train_images = data.train_images.to(device)  # uint8: a quarter of float32's memory
@@ -198,7 +217,9 @@ def fit(
     mean, std = _mean_std(data, device)
     first = _normalize(train_images[:batch_size], mean, std)  # one batch, to time a trial step
     trial = functools.partial(time_training_steps, model, first, train_labels[:batch_size])
-    fast = choose_fast_path(device, precision, channels_last, trial if len(first) > 1 else None)
+    steps = epochs * math.ceil(len(train_labels) / batch_size)
+    trial = trial if len(first) > 1 else None
+    fast = choose_fast_path(device, precision, channels_last, trial, steps=steps)
     _TRAINED_WITH[model] = fast  # predict and evaluate will compute this model the same way
     model.to(memory_format=fast.memory_format)  # conv weights in the layout of the inputs
     scaler = torch.amp.GradScaler(device.type, enabled=fast.uses_grad_scaler)
@@ -222,6 +243,8 @@ def fit(
         precision=fast.precision,
         channels_last=fast.channels_last,
         fused_step=fused,
+        batch_size=batch_size,
+        trained_on=split_digest(data.train_images, data.train_labels),
     )
 
     for epoch in range(1, epochs + 1):
@@ -264,6 +287,8 @@ def fit(
             test_acc=test_acc,
             seconds=time.perf_counter() - start,
         )
+        if scheduler is not None:
+            scheduler.step()  # after the epoch's last optimizer step, as torch expects
         history.epochs.append(stats)
         history.step_losses.extend(torch.stack(step_losses).tolist())
         print(

@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/bench_grading.py [--runs 2] [--day04] [--keep]
     .venv/bin/python scripts/bench_grading.py --workers 1 2 [--students 8] [--repeats 2]
+    .venv/bin/python scripts/bench_grading.py --labs all [--sizes fast grade]
 
 Each run grades every corpus submission of the probe lab, sandboxed, in one course
 folder (a later run regrades the same submissions, as handed in, there). Printed: the corpus
@@ -22,6 +23,15 @@ two-thread kernel at a time with two single-thread kernels. Printed per run: sec
 students a minute, the load average before and after, and the most threads the kernels
 held at once (the sandbox's process cap counts them); then the mean per worker count
 and its ratio to the first.
+
+With ``--labs``, instead: each lab's sample submissions (``autograder.grading.samples``)
+graded sandboxed, once per grading size in ``--sizes``, side by side in one run:
+``fast`` is CI's size with every cell run (``LABKIT_GRADING_RUN=fast``, how the kit
+graded before the token size), ``grade`` the token size with the cells no test reads
+skipped (``autograder.grading.budget``). Printed per lab and size: seconds per
+submission (p50, p95, max over the lab's samples), and for the correct sample the share
+of its cell time spent in training cells (grade ids ``train...``) and in cells no test
+reads; then each lab's ratio, and the load average around each lab.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
@@ -41,10 +52,15 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from autograder.grading import batch, sandbox  # noqa: E402
-from autograder.grading.course import REPO_ROOT, generate_release, make_course_root  # noqa: E402
+from autograder.grading import batch, budget, sandbox  # noqa: E402
+from autograder.grading.course import (  # noqa: E402
+    REPO_ROOT,
+    assignments,
+    generate_release,
+    make_course_root,
+)
 from autograder.grading.grade import Result, grade_assignment  # noqa: E402
-from autograder.grading.samples import answered  # noqa: E402
+from autograder.grading.samples import answered, write_samples  # noqa: E402
 from tests.grading.hostile import (  # noqa: E402
     ASSIGNMENT,
     CORPUS,
@@ -186,6 +202,73 @@ def bench_day04(timeout: float) -> None:
         )
 
 
+def _cell_seconds(cell: nbformat.NotebookNode) -> float:
+    times = cell.metadata.get("execution", {})
+    start, end = times.get("iopub.execute_input"), times.get("shell.execute_reply")
+    if not (start and end):
+        return 0.0
+    parse = datetime.fromisoformat
+    return (parse(end.replace("Z", "+00:00")) - parse(start.replace("Z", "+00:00"))).total_seconds()
+
+
+def _shares(notebook: Path, source: Path) -> tuple[float, float, float]:
+    """(cell seconds, share in training cells, share in cells no test reads) of a graded
+    notebook; which cells no test reads is worked out on ``source`` (the solution)."""
+    nb = nbformat.read(notebook, 4)
+    unread = {cell.index for cell in budget.unread_cells(nbformat.read(source, 4))}
+    seconds = [_cell_seconds(cell) for cell in nb.cells]
+    total = sum(seconds) or 1.0
+    training = sum(
+        s
+        for s, cell in zip(seconds, nb.cells, strict=True)
+        if cell.metadata.get("nbgrader", {}).get("grade_id", "").startswith("train")
+    )
+    skipped = sum(s for i, s in enumerate(seconds) if i in unread)
+    return sum(seconds), training / total, skipped / total
+
+
+def bench_labs(labs: list[str], sizes: list[str]) -> None:
+    """Each lab's samples graded at each grading size, side by side."""
+    print(f"\n== labs: {', '.join(labs)}; sizes {', '.join(sizes)} (sandboxed)")
+    rows: dict[tuple[str, str], list[float]] = {}
+    header = (
+        f"{'lab':<26} {'size':<5} {'n':>2} {'p50 s':>6} {'p95 s':>6} {'max s':>6} "
+        f"{'cells s':>7} {'training':>8} {'unread':>7}  load"
+    )
+    print(header)
+    with tempfile.TemporaryDirectory(prefix="labkit-bench-labs-") as work:
+        for lab in labs:
+            for size in sizes:
+                os.environ[budget.GRADING_RUN_VARIABLE] = size
+                root = make_course_root(Path(work) / f"{lab}-{size}", [lab], source=REPO_ROOT)
+                generate_release(lab, root)
+                write_samples(lab, root, REPO_ROOT)
+                before = os.getloadavg()[0]
+                results = grade_assignment(lab, root, timeout=900, use_sandbox=True)
+                after = os.getloadavg()[0]
+                seconds = [r.seconds for r in results if r.seconds > 1]  # kernel runs
+                rows[lab, size] = seconds
+                (name,) = [p.name for p in (root / "solutions" / lab).glob("*.ipynb")]
+                graded = root / "autograded" / "sample-correct" / lab / name
+                cells, training, unread = _shares(graded, root / "solutions" / lab / name)
+                correct = next(r for r in results if r.student == "sample-correct")
+                print(
+                    f"{lab:<26} {size:<5} {len(seconds):>2} {statistics.median(seconds):>6.1f} "
+                    f"{_percentile(seconds, 0.95):>6.1f} {max(seconds):>6.1f} {cells:>7.0f} "
+                    f"{training:>8.0%} {unread:>7.0%}  {before:.2f}->{after:.2f} "
+                    f"(correct: {correct.score}/{correct.max_score})",
+                    flush=True,
+                )
+                shutil.rmtree(root, ignore_errors=True)
+    os.environ.pop(budget.GRADING_RUN_VARIABLE, None)
+    if len(sizes) > 1:
+        print(f"\n== p95 ratio, {sizes[0]} over {sizes[-1]}")
+        for lab in labs:
+            first, last = rows[lab, sizes[0]], rows[lab, sizes[-1]]
+            ratio = _percentile(first, 0.95) / _percentile(last, 0.95)
+            print(f"{lab:<26} {ratio:.1f}x")
+
+
 def _kernel_threads() -> int:
     """Threads of the sandboxed kernels now (they run as nobody when grading as root)."""
     total = 0
@@ -287,10 +370,20 @@ def main() -> None:
     )
     parser.add_argument("--students", type=int, default=8, help="with --workers (default 8)")
     parser.add_argument("--repeats", type=int, default=1, help="with --workers (default 1)")
+    parser.add_argument("--labs", nargs="+", help="grade these labs' samples ('all': every lab)")
+    parser.add_argument(
+        "--sizes", nargs="+", default=["fast", "grade"], choices=["fast", "grade"],
+        help="with --labs: grading sizes, side by side (default: fast grade)",
+    )  # fmt: skip
     args = parser.parse_args()
     why_not = sandbox.available()
     if why_not:
         sys.exit(f"the grading sandbox cannot run here: {why_not}")
+    if args.labs:
+        labs = assignments(REPO_ROOT) if args.labs == ["all"] else args.labs
+        print(f"{os.cpu_count()} CPUs; load {os.getloadavg()[0]:.2f}")
+        bench_labs(labs, args.sizes)
+        return
     os.environ["LABKIT_CELL_TIMEOUT"] = args.cell_timeout
     print(f"{os.cpu_count()} CPUs; {args.cell_timeout} s a cell, {args.timeout:g} s a student")
     if args.workers:

@@ -39,7 +39,9 @@ SOLUTION_NAMES = ("conv3x3", "conv1x1", "BasicBlock", "ResNet", "resnet18", "res
 
 # What the setup cell provides to the definition cells; the setup cell itself is not run
 # (it seeds the global RNG, reads the environment and prints).
-_PRELUDE = "import torch\nfrom torch import nn\n"
+_PRELUDE = (
+    "import torch\nimport torch.nn.functional as F\nimport torchvision\nfrom torch import nn\n"
+)
 
 
 def _defines_only(source: str) -> bool:

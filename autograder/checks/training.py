@@ -7,8 +7,9 @@ import math
 import torch
 from torch import nn
 
+from labkit.config import RunConfig
 from labkit.data import ImageData
-from labkit.train import History, evaluate
+from labkit.train import History, evaluate, split_digest
 
 __all__ = ["chance_threshold", "check_training_run", "snapshot"]
 
@@ -38,9 +39,15 @@ def check_training_run(
 ) -> list[str]:
     """Readable problems with a finished run; ``[]`` means it completed and learned.
 
-    ``before`` is ``snapshot(model)`` taken before training. With ``data``, the
-    model is evaluated again, in the history's precision and layout, and must
-    reproduce the history's last test accuracy.
+    ``before`` is ``snapshot(model)`` taken before training. The run must have
+    ``epochs`` epochs of finite numbers, a training loss that went down, test accuracy
+    above chance, every parameter changed and, when the history records its batch size,
+    one optimizer step per batch. With ``data``, it must have trained on all of ``data``'s
+    training split, and the model is evaluated again, in the history's precision and
+    layout: it must reproduce the history's last test accuracy and fit the training
+    split better than the test split (a run on the test split does the opposite).
+
+    These hold at any run size, the token size graded runs use included.
     """
     if type(history) is not History:
         return [f"expected the History that fit() returns, got {type(history).__name__}."]
@@ -58,6 +65,7 @@ def check_training_run(
     if problems:
         return problems
 
+    problems += _steps_problems(history, epochs, data)
     first, last = history.epochs[0], history.epochs[-1]
     if recorded >= 2 and not last.train_loss < first.train_loss:
         problems.append(
@@ -65,12 +73,21 @@ def check_training_run(
             f"epoch {last.epoch} {last.train_loss:.4f}. Check the learning rate and that "
             "optimizer.step() updates this model's parameters."
         )
-    threshold = chance_threshold(history.num_classes, history.num_test)
-    if not last.test_acc > threshold:
+    # At the token size a few steps leave BatchNorm's running statistics unsettled, and
+    # the test split is scored with them: the accuracy the loop measured while training
+    # (with each batch's own statistics) is what tells learning from guessing there.
+    token = RunConfig.from_env().size == "grade"
+    split, accuracy, count = (
+        ("training", last.train_acc, history.num_train)
+        if token
+        else ("test", last.test_acc, history.num_test)
+    )
+    threshold = chance_threshold(history.num_classes, count)
+    if not accuracy > threshold:
         problems.append(
-            f"test accuracy {last.test_acc:.1%} after epoch {last.epoch} is not above chance "
+            f"{split} accuracy {accuracy:.1%} after epoch {last.epoch} is not above chance "
             f"({1 / history.num_classes:.0%}; needs more than {threshold:.1%} on "
-            f"{history.num_test:,} test images)."
+            f"{count:,} {split} images)."
         )
 
     after = dict(model.named_parameters())
@@ -105,5 +122,35 @@ def check_training_run(
             problems.append(
                 f"evaluating the trained model gives {accuracy:.1%} test accuracy, but the "
                 f"history records {last.test_acc:.1%}."
+            )
+    return problems
+
+
+def _steps_problems(history: History, epochs: int, data: ImageData | None) -> list[str]:
+    """The run trained on the whole training split, one optimizer step per batch."""
+    problems = []
+    if data is not None and history.num_train != len(data.train_labels):
+        problems.append(
+            f"the run trained on {history.num_train:,} images, but the training split has "
+            f"{len(data.train_labels):,}: train on data's training split, all of it."
+        )
+    if data is not None and history.trained_on:
+        if history.trained_on == split_digest(data.test_images, data.test_labels):
+            problems.append("the run trained on the test split: train on the training split.")
+        elif history.trained_on != split_digest(data.train_images, data.train_labels):
+            problems.append("the run trained on other images or labels than data's training split.")
+    size = history.batch_size
+    if type(size) is not int or size < 0:
+        return [*problems, f"the history's batch_size is {size!r}, not a whole number."]
+    if size:
+        batches = math.ceil(history.num_train / size)
+        # fit drops a last batch of one image (BatchNorm needs two); a DataLoader does not
+        allowed = {batches * epochs, (batches - (history.num_train % size == 1)) * epochs}
+        steps = len(history.step_losses)
+        if steps not in allowed:
+            problems.append(
+                f"the run took {steps} optimizer steps in {epochs} epochs, but "
+                f"{history.num_train:,} images in batches of {size} make "
+                f"{max(allowed)}: were batches skipped?"
             )
     return problems

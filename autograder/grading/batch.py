@@ -59,6 +59,7 @@ __all__ = [
     "GradingError",
     "LocalRunner",
     "NoFitWorker",
+    "NotTried",
     "Runner",
     "cores",
     "grade_batch",
@@ -114,6 +115,11 @@ class NoFitWorker(GradingError):
     """No worker of the cluster can grade (each lacks something it names)."""
 
 
+class NotTried(Exception):
+    """The task did not run to an answer for a reason not its own (what it needed was lost
+    with another worker): it is graded again, and this does not count as a try."""
+
+
 class Runner(Protocol):
     """Where tasks run: threads here (``LocalRunner``) or a Dask cluster."""
 
@@ -122,7 +128,7 @@ class Runner(Protocol):
 
     def submit(self, task: Task) -> object: ...
     def wait(self, handles: list[object], timeout: float) -> set[object]: ...
-    def outcome(self, handle: object) -> Outcome: ...  # raises when the task failed
+    def outcome(self, handle: object) -> Outcome: ...  # raises when the task failed (NotTried)
     def lost(self, handles: list[object]) -> dict[object, str]: ...  # handle -> why
     def stop(self) -> None: ...  # Ctrl-C: abandon what runs, quickly
     def close(self) -> None: ...
@@ -269,20 +275,31 @@ class _Batch:
                     detail = f"the submission could not be read: {type(error).__name__}: {error}"
                     self.finish(Result(student, FAILED, detail=detail[:400]))
                     continue
+                try:
+                    handle = runner.submit(task)
+                except NoFitWorker as error:
+                    queue.appendleft(student)
+                    self._no_fit_worker(error, queue, flying)
+                    return
                 self._attempts[student] += 1
                 log(self.root, self.assignment, "started", student, digest=task.digest)
-                flying[runner.submit(task)] = task
+                flying[handle] = task
             try:
                 finished = runner.wait(list(flying), timeout=2.0)
-            except NoFitWorker as error:  # the cluster has no worker left that can grade
-                for student in [*queue, *(task.student for task in flying.values())]:
-                    self.finish(Result(student, FAILED, detail=str(error)))
+            except NoFitWorker as error:
+                self._no_fit_worker(error, queue, flying)
                 return
             for handle in finished:
                 task = flying.pop(handle)
                 try:
                     outcome = runner.outcome(handle)
                 except Interrupted:
+                    continue
+                except NotTried as error:
+                    self._attempts[task.student] -= 1
+                    log(self.root, self.assignment, "retry", task.student, cause=str(error))
+                    self.say(f"  {task.student}: {error}; grading it again")
+                    queue.appendleft(task.student)
                     continue
                 except Exception as error:
                     self._failed(task, f"{type(error).__name__}: {error}"[:300], queue)
@@ -297,6 +314,13 @@ class _Batch:
                     self.finish(Result(task.student, FAILED, detail=detail[:400]))
             for handle, why in runner.lost(list(flying)).items():
                 self._failed(flying.pop(handle), why, queue)
+
+    def _no_fit_worker(
+        self, error: NoFitWorker, queue: collections.deque[str], flying: dict[object, Task]
+    ) -> None:
+        """The cluster has no worker left that can grade: the rest fail, unrecorded."""
+        for student in [*queue, *(task.student for task in flying.values())]:
+            self.finish(Result(student, FAILED, detail=str(error)))
 
     def _failed(self, task: Task, cause: str, queue: collections.deque[str]) -> None:
         """The task did not come back: retry once, then report it (unrecorded)."""
@@ -369,21 +393,28 @@ def _students(root: Path, assignment: str) -> list[str]:
     return sorted(p.name for p in submitted.iterdir() if (p / assignment).is_dir())
 
 
-def _plan(batch: _Batch, students: list[str], resume: bool) -> tuple[list[str], int]:
-    """(students to grade, how many are recorded already); the others go in ``batch.done``."""
+def _plan(
+    batch: _Batch, students: list[str], resume: bool, only: set[str] | None = None
+) -> tuple[list[str], int]:
+    """(students to grade, how many are recorded already); the others go in ``batch.done``.
+    ``only``: grade these again; of the others, list only those whose record holds."""
     submitted = batch.root / "submitted"
     todo, resumed = [], 0
     for student in students:
         problem = grade.student_problem(submitted, student, batch.assignment)
         if problem:
-            batch.done[student] = Result(student, INVALID, detail=problem)
+            if only is None or student in only:
+                batch.done[student] = Result(student, INVALID, detail=problem)
             continue
-        record = read_record(batch.root, batch.assignment, student) if resume else None
+        chosen = only is not None and student in only
+        record = (
+            read_record(batch.root, batch.assignment, student) if resume and not chosen else None
+        )
         now = digest(read_tree(submitted / student / batch.assignment))
         if record is not None and is_current(record, now, batch.course_key):
             batch.done[student] = record.result
             resumed += 1
-        else:
+        elif only is None or chosen:
             todo.append(student)
     return todo, resumed
 
@@ -398,18 +429,26 @@ def grade_batch(
     cluster: str | None = None,
     resume: bool = True,
     progress: bool | None = None,
+    only: Iterable[str] | None = None,
 ) -> list[Result]:
     """Autograde every submission of ``assignment`` in the course at ``root``.
 
     ``workers``: students graded at once here (None: as many as the cores hold, see
     ``plan_workers``); ``cluster``: the address of a Dask scheduler whose workers grade
     instead; ``resume``: skip students whose recorded result still holds (False grades
-    everyone again); ``progress``: show the bar (None: when stderr is a terminal).
+    everyone again); ``progress``: show the bar (None: when stderr is a terminal);
+    ``only``: grade these students (again), and list the others whose record holds.
     """
     root = root.resolve()
+    students = _students(root, assignment)
+    chosen = None if only is None else set(only)
+    if chosen is not None and chosen - set(students):
+        missing = ", ".join(sorted(chosen - set(students)))
+        raise GradingError(
+            f"no submission of {assignment} under {root / 'submitted'} for {missing}"
+        )
     grade.generate_release(assignment, root)
     expected = grade.notebook_names(assignment, root)
-    students = _students(root, assignment)
     sandboxed = _sandbox_for(use_sandbox, cluster)
     cap = sandbox.MAX_PROCESSES if sandboxed and cluster is None else None
     planned, threads = plan_workers(workers, process_cap=cap)
@@ -427,8 +466,8 @@ def grade_batch(
         data_env={name: os.environ[name] for name in DATA_VARIABLES if os.environ.get(name)},
     )
     batch = _Batch(assignment, root, course_digest(root, assignment), settings)
-    todo, resumed = _plan(batch, students, resume)
-    if resumed:
+    todo, resumed = _plan(batch, students, resume, chosen)
+    if resumed and chosen is None:
         print(
             f"  {resumed} of {len(students)} already graded (grading/{assignment}/); "
             "--regrade grades them again"
@@ -439,7 +478,8 @@ def grade_batch(
         seconds = time.monotonic() - start
         rate = 60 * batch.graded_now / seconds if seconds else 0.0
         print(f"  graded {batch.graded_now} in {seconds:.0f} s ({rate:.1f} a minute)")
-    results = grade._with_scores(assignment, root, [batch.done[s] for s in students])
+    listed = [batch.done[s] for s in students if s in batch.done]
+    results = grade._with_scores(assignment, root, listed)
     grade._write_records(assignment, root, results)
     return results
 

@@ -14,7 +14,10 @@ Tasks are pinned to fit workers; when every worker a task may run on has left (a
 worker comes back from its nanny under a new address), the task counts as not finished:
 it is retried once elsewhere, then reported ``failed``, as a local task that raised.
 Dask's scheduler also retries a task whose worker died (``allowed-failures``, 3 by
-default); the instructor's guide shows how to leave that to the kit.
+default); the instructor's guide shows how to leave that to the kit. The course files
+are sent to the fit workers once; when the last worker holding them dies, they are sent
+again to the fit workers alive, and the tasks that lost them are graded again without
+counting a try.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import os
 import shutil
 import sys
 import time
+from concurrent.futures import CancelledError
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,7 +35,7 @@ from distributed import Client, Future, get_worker
 from tqdm import tqdm
 
 from autograder.grading import sandbox
-from autograder.grading.batch import GradingError, NoFitWorker, cores, plan_workers
+from autograder.grading.batch import GradingError, NoFitWorker, NotTried, cores, plan_workers
 from autograder.grading.course import REPO_ROOT
 from autograder.grading.task import CourseFiles, Outcome, Task, data_environment, run_task
 from autograder.grading.tree import digest
@@ -202,12 +206,28 @@ class ClusterRunner:
         self._checked_at = time.monotonic()
 
     def _course_on_cluster(self) -> Future:
-        """The course files, sent once to every fit worker (again if all holders left)."""
-        if self._course_future is None or self._course_future.status != "finished":
-            self._course_future = self.client.scatter(
-                self._course, broadcast=True, workers=self._live_fit(), hash=False
-            )
-        return self._course_future
+        """The course files, sent once to every fit worker (again if all holders left, to
+        the fit workers alive now: a dead worker's address makes the scheduler fail)."""
+        if self._course_future is not None and self._course_future.status == "finished":
+            return self._course_future
+        deadline = time.monotonic() + _NO_WORKER_S
+        while True:
+            self._refresh()
+            workers = self._live_fit()
+            if workers:
+                try:
+                    self._course_future = self.client.scatter(
+                        self._course, broadcast=True, workers=workers, hash=False
+                    )
+                    return self._course_future
+                except (KeyError, OSError):  # a worker left since the refresh
+                    pass
+            if time.monotonic() > deadline:
+                raise NoFitWorker(
+                    f"no fit Dask worker at {self.address} took the course files for "
+                    f"{_NO_WORKER_S:.0f} s; {self._unfit_text()}"
+                )
+            time.sleep(1)
 
     def submit(self, task: Task) -> object:
         workers = self._live_fit()
@@ -246,7 +266,15 @@ class ClusterRunner:
             time.sleep(0.2)
 
     def outcome(self, handle: object) -> Outcome:
-        return handle.result()  # type: ignore[attr-defined]
+        try:
+            return handle.result()  # type: ignore[attr-defined]
+        except CancelledError as error:
+            course = self._course_future
+            if course is not None and course.status != "finished":
+                raise NotTried(
+                    "the course files it needed were lost with a worker that died"
+                ) from error
+            raise
 
     def lost(self, handles: list[object]) -> dict[object, str]:
         gone = {}

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import nbformat
 
+from autograder.grading import budget
+
 __all__ = [
     "MARKERS",
     "REPO_ROOT",
@@ -94,6 +96,7 @@ def nbgrader(
     env = {**os.environ, **(env or {})}
     env["PATH"] = os.pathsep.join([scripts, env.get("PATH", "")])
     env["LABKIT_GRADING_DRIVER"] = "1"  # autograde runs only from here (grading/entry.py)
+    env["LABKIT_RUN"] = budget.grading_run()  # an unsandboxed kernel inherits it
     return run_capped(command, root, timeout, env)
 
 

@@ -65,6 +65,7 @@ __all__ = [
     "format_results",
     "grade_assignment",
     "last_error",
+    "read_results",
     "student_problem",
     "withhold_leaking_feedback",
 ]
@@ -270,21 +271,31 @@ def grade_assignment(
     cluster: str | None = None,
     resume: bool = False,
     progress: bool | None = None,
+    only: list[str] | None = None,
 ) -> list[Result]:
     """Autograde every submission of ``assignment`` in the course at ``root``.
 
     ``use_sandbox``: None uses bubblewrap when it works here and says so when it
     does not; True requires it; False turns it off.
 
-    With ``workers``, ``cluster`` or ``resume``, ``autograder.grading.batch`` grades
-    (several students at once, here or on a Dask cluster; resumably); otherwise one
-    student at a time, in this course folder.
+    With ``workers``, ``cluster``, ``resume`` or ``only`` (these students, again),
+    ``autograder.grading.batch`` grades (several students at once, here or on a Dask
+    cluster; resumably); otherwise one student at a time, in this course folder.
     """
-    if workers is not None or cluster is not None or resume:
+    if workers is not None or cluster is not None or resume or only is not None:
         from autograder.grading.batch import grade_batch  # it imports this module
 
         return grade_batch(
-            assignment, root, timeout, feedback, use_sandbox, workers, cluster, resume, progress
+            assignment,
+            root,
+            timeout,
+            feedback,
+            use_sandbox,
+            workers,
+            cluster,
+            resume,
+            progress,
+            only,
         )
     root = root.resolve()
     generate_release(assignment, root)
@@ -362,6 +373,15 @@ def _write_records(assignment: str, root: Path, results: list[Result]) -> None:
         writer.writeheader()
         writer.writerows(rows)
     (root / f"grades-{assignment}.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
+
+
+def read_results(assignment: str, root: Path) -> dict[str, Result]:
+    """The results the last ``grade`` run listed (``grades-<assignment>.json``), by student."""
+    rows = json.loads((root / f"grades-{assignment}.json").read_text(encoding="utf-8"))
+    return {
+        row["student"]: Result(**{**row, "flags": tuple(filter(None, row["flags"].split(" | ")))})
+        for row in rows
+    }
 
 
 def format_results(results: list[Result]) -> str:

@@ -33,6 +33,8 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
+from autograder.grading import budget
+
 __all__ = ["SKIPPING_TAGS", "TRANSFORMS", "Preflight", "normalise", "prepare_submission"]
 
 SKIPPING_TAGS = frozenset({"skip-execution", "raises-exception"})
@@ -164,8 +166,25 @@ def restore_deleted_locked_cells(nb: NotebookNode, release: NotebookNode) -> lis
     return changes
 
 
-# In this order: a copy is unmarked only after stripped metadata came back, and a grade
-# cell is put back only when no cell (restored or kept) holds its grade id.
+def mark_release_cells(nb: NotebookNode, release: NotebookNode) -> list[str]:
+    """Mark the code cells that run as the release wrote them (``budget.RELEASE_KEY``):
+    locked cells (nbgrader puts back their source) and other cells whose source is a
+    release cell's, unchanged. Only these may be left unrun while grading; a cell the
+    student wrote or changed always runs. A mark the student wrote is removed first."""
+    sources = {c.source.strip() for c in release.cells if c.cell_type == "code"}
+    locked = {_grade_id(c) for c in release.cells if c.metadata.get("nbgrader", {}).get("locked")}
+    for cell in nb.cells:
+        cell.metadata.pop(budget.RELEASE_KEY, None)
+        if cell.cell_type != "code" or cell.metadata.get("nbgrader", {}).get("solution"):
+            continue
+        if (_grade_id(cell) in locked - {None}) or cell.source.strip() in sources:
+            cell.metadata[budget.RELEASE_KEY] = True
+    return []
+
+
+# In this order: a copy is unmarked only after stripped metadata came back, a grade
+# cell is put back only when no cell (restored or kept) holds its grade id, and the
+# release's cells are marked once every cell is in place.
 TRANSFORMS = (
     use_course_kernel,
     remove_skipping_tags,
@@ -173,6 +192,7 @@ TRANSFORMS = (
     unmark_foreign_grade_cells,
     restore_grade_metadata,
     restore_deleted_locked_cells,
+    mark_release_cells,
 )
 
 

@@ -80,13 +80,14 @@ class Sample:
     student: str
     expected: str  # what grading must make of it, in words
     build: Callable[[NotebookNode, NotebookNode], NotebookNode | str]
+    demo: bool = True  # graded by `make demo` (the others with --all-samples)
 
 
 def _common() -> list[Sample]:
     """What every lab is graded against: its solution, its untouched release, a broken file."""
     return [
         Sample("sample-correct", "full marks", lambda s, r: answered(s, r)),
-        Sample("sample-untouched", "0 points", lambda s, r: copy.deepcopy(r)),
+        Sample("sample-untouched", "0 points", lambda s, r: copy.deepcopy(r), demo=False),
         Sample(
             "sample-corrupted",
             "not graded (invalid); the batch goes on",
@@ -114,12 +115,27 @@ _SPECIFIC: dict[str, list[Sample]] = {
             lambda s, r: without_cell(answered(s, r), "test_resnet34_table"),
         ),
     ],
+    "day06_depth_study": [
+        Sample(
+            "sample-shortcut-never-added",
+            "loses the BasicBlock, network and degradation points; feedback names the "
+            "missing shortcut",
+            lambda s, r: replace_in(
+                answered(s, r),
+                "basic_block",
+                "            out = out + pad_shortcut(x, self.planes, self.stride)  # option A\n",
+                "            pass\n",
+            ),
+        ),
+    ],
 }
 
 
-def samples_for(assignment: str) -> list[Sample]:
-    """The sample submissions of ``assignment``: the common three and its own."""
-    return _common() + _SPECIFIC.get(assignment, [])
+def samples_for(assignment: str, demo_only: bool = False) -> list[Sample]:
+    """The sample submissions of ``assignment``: the common three and its own (with
+    ``demo_only``, those ``make demo`` grades by default)."""
+    samples = _common() + _SPECIFIC.get(assignment, [])
+    return [sample for sample in samples if sample.demo or not demo_only]
 
 
 def edition_student(student: str, language: str = "en") -> str:
@@ -128,12 +144,17 @@ def edition_student(student: str, language: str = "en") -> str:
 
 
 def write_samples(
-    assignment: str, root: Path, source_root: Path, language: str = "en"
+    assignment: str,
+    root: Path,
+    source_root: Path,
+    language: str = "en",
+    demo_only: bool = False,
 ) -> list[Sample]:
-    """Write each sample to ``root/submitted/<student>/<assignment>/``; with ``language``
-    (``ko``), built from that edition's release (``notebooks/ko/``), as
-    ``<student>-ko``: it must be graded exactly as the English sample is."""
-    samples = samples_for(assignment)
+    """Write each sample to ``root/submitted/<student>/<assignment>/`` (with ``demo_only``,
+    only those ``make demo`` grades by default); with ``language`` (``ko``), built from
+    that edition's release (``notebooks/ko/``), as ``<student>-ko``: it must be graded
+    exactly as the English sample is."""
+    samples = samples_for(assignment, demo_only)
     edition = source_root / "notebooks" / ("" if language == "en" else language)
     for name in notebook_names(assignment, source_root):
         source = nbformat.read(source_root / "solutions" / assignment / name, as_version=4)

@@ -59,6 +59,8 @@ import sys
 import time
 from pathlib import Path
 
+from autograder.grading import budget
+
 __all__ = [
     "KERNEL_NAME",
     "available",
@@ -299,8 +301,9 @@ def kernel_env() -> dict[str, str]:
         # This checkout's autograder/ and labkit/ (the only things bound from it), not
         # whatever an editable install of the environment points at.
         PYTHONPATH=str(_CHECKOUT),
-        # Graded runs are sized like CI; the kernel is not told it is being graded.
-        LABKIT_RUN="fast",
+        # Graded runs train at the token size (labkit.config); the kernel is not told it
+        # is being graded. LABKIT_GRADING_RUN=fast grades at CI's size instead.
+        LABKIT_RUN=budget.grading_run(),
         # No network in here: pip (a student's, or a lab's setup cell, which then stops
         # with a clear message) fails at once instead of retrying for minutes.
         PIP_NO_INDEX="1",

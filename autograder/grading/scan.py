@@ -46,7 +46,8 @@ PATTERNS: dict[str, str] = {
     r"\b(_ih|_oh|_i{1,3}|_i\d+)\b|\bIn\s*\[|\binspect\b|\b_getframe\b|\btb_frame\b|\bf_back\b"
     r"|\blinecache\b": "reads the source of the running cell (hidden tests?)",
     # torch.backends.* are settings (cudnn.benchmark, ...), not code a check calls
-    r"\btorch\.(?!backends\.)\w+(\.\w+)*\s*=[^=]|\bnn\.\w+(\.\w+)*\s*=[^=]": (
+    # (?<!\.): a chain is tried from its first name only, so a long one is read once
+    r"(?<!\.)\btorch\.(?!backends\.)\w+(\.\w+)*\s*=[^=]|(?<!\.)\bnn\.\w+(\.\w+)*\s*=[^=]": (
         "replaces part of torch"
     ),
     r"NBGRADER|\bos\.environ\b|\bgetenv\b": "reads the environment (detects grading?)",
@@ -192,11 +193,26 @@ def _meta(cell) -> dict:
 
 def _parse(source: str) -> ast.Module | None:
     """The cell's syntax tree, magic lines blanked (line numbers stay the cell's)."""
-    lines = ["" if _is_magic(line) else line for line in source.splitlines()]
     try:
-        return ast.parse("\n".join(lines))
-    except SyntaxError:
+        return ast.parse(_blank_magics(source))
+    except (SyntaxError, RecursionError, MemoryError):
         return None
+
+
+def _blank_magics(source: str) -> str:
+    return "\n".join("" if _is_magic(line) else line for line in source.splitlines())
+
+
+def _too_deep(source: str) -> bool:
+    """Whether the cell is Python nested past what the parser takes (a chain of 100,000
+    attributes, say): nothing in it can be read, so it is flagged."""
+    try:
+        ast.parse(_blank_magics(source))
+    except (RecursionError, MemoryError):
+        return True
+    except SyntaxError:
+        return False
+    return False
 
 
 def _bound_names(tree: ast.Module) -> tuple[set[str], set[str]]:
@@ -301,16 +317,22 @@ def scan_notebook(nb, release=None) -> list[str]:
                 passed.add(meta.get("grade_id"))
             continue
         watched = always | {name for name, gid in after_locked.items() if gid in passed}
-        tree = _parse(cell.source)
         rebound: dict[int, list[str]] = {}
-        for name, number in _rebound(tree) if tree is not None else []:
-            if name in watched:
-                rebound.setdefault(number, []).append(name)
-        patches = _module_patches(tree, modules) if tree is not None else {}
-        # a TODO answered with the library's own implementation
-        library = (
-            _library_answers(tree, targets) if tree is not None and meta.get("solution") else {}
-        )
+        patches: dict[int, str] = {}
+        library: dict[int, str] = {}
+        try:
+            tree = _parse(cell.source)
+            if tree is None and _too_deep(cell.source):
+                raise RecursionError
+            for name, number in _rebound(tree) if tree is not None else []:
+                if name in watched:
+                    rebound.setdefault(number, []).append(name)
+            patches = _module_patches(tree, modules) if tree is not None else {}
+            # a TODO answered with the library's own implementation
+            if tree is not None and meta.get("solution"):
+                library = _library_answers(tree, targets)
+        except (RecursionError, MemoryError):  # nested past what Python's parser takes
+            flags.append(f"cell {index}: code nested too deeply for the scan to read it")
         for number, code in _code_lines(cell.source):
             found = [why for pattern, why in _COMPILED if pattern.search(code)]
             magic = _magic_problem(code)

@@ -29,6 +29,10 @@ that student code cannot lift from inside: before and after each cell it ends ev
 process in the sandbox's PID namespace but the kernel (``sandbox.end_strays``), and it
 stops keeping a cell's outputs once the notebook holds several times the output cap
 (``autograder.grading.outputs``; ``CapOutputs`` then cuts to the cap itself).
+
+At the token size (``autograder.grading.budget``), ``RecordOutcome`` does not run the
+cells that no test reads: each gets a one-line output saying so, and the outcome
+``skipped``.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from nbformat import NotebookNode
 from nbgrader import utils
 from nbgrader.preprocessors import Execute, SaveAutoGrades
 
-from autograder.grading import guard, sandbox
+from autograder.grading import budget, guard, sandbox
 from autograder.grading.outputs import CUT_KEY, MAX_OUTPUT_BYTES, fit_output, output_weight
 
 __all__ = [
@@ -54,7 +58,7 @@ __all__ = [
     "outcome_score",
 ]
 
-OUTCOME_KEY = "labkit_outcome"  # in a code cell's metadata: "ok" or "raised"
+OUTCOME_KEY = "labkit_outcome"  # in a code cell's metadata: "ok", "raised" or "skipped"
 GUARD_KEY = "labkit_guard"  # the guard's verdict after a cell that did not raise
 
 
@@ -71,6 +75,22 @@ class RecordOutcome(Execute):
     runs."""
 
     _kept_weight = 0  # of the outputs kept so far in this notebook
+    _skipped: dict[int, budget.SkippedCell] = {}  # noqa: RUF012 (set per notebook)
+
+    def preprocess(self, nb, resources=None, km=None):
+        """Work out which cells no test reads (none at CI's size), then run the rest."""
+        unread = budget.unread_cells(nb, release_only=True) if budget.skips_unread() else []
+        self._skipped = {cell.index: cell for cell in unread}
+        return super().preprocess(nb, resources, km)
+
+    def preprocess_cell(self, cell, resources, index):
+        skipped = self._skipped.get(index)
+        if skipped is None:
+            return super().preprocess_cell(cell, resources, index)
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=skipped.note())]
+        cell.execution_count = None
+        cell.metadata[OUTCOME_KEY] = "skipped"
+        return cell, resources
 
     def reset_execution_trackers(self) -> None:
         """Called as each notebook starts: its outputs are counted from 0."""

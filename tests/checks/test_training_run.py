@@ -13,8 +13,14 @@ import torch
 from torch import nn
 
 from autograder.checks.training import chance_threshold, check_training_run, snapshot
-from labkit.train import EpochStats, History, evaluate
-from tests.conftest import tiny_run
+from labkit.train import EpochStats, History, evaluate, fit
+from tests.conftest import tiny_cnn, tiny_data, tiny_run
+
+
+@pytest.fixture(autouse=True)
+def _fast_size(monkeypatch):
+    """The checks at a student's size; the token size's tests say so (``graded``)."""
+    monkeypatch.setenv("LABKIT_RUN", "fast")
 
 
 @pytest.fixture(scope="module")
@@ -212,3 +218,121 @@ def test_snapshot_is_a_detached_copy():
         model.weight.add_(1)
     assert not torch.equal(before["weight"], model.weight)
     assert not before["weight"].requires_grad
+
+
+# ---- the token size of graded runs: mutants of the run still fail -------------------------------
+
+
+def _mutant_run(data, *, lr=0.1, train_on=None, freeze=(), no_step=False):
+    """A real ``fit`` of ``tiny_cnn`` with one thing broken; ``train_on`` replaces the data
+    it trains on (the check is then given ``data``)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = tiny_cnn()
+        before = snapshot(model)
+        for index in freeze:
+            for parameter in model[index].parameters():
+                parameter.requires_grad_(False)
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+        if no_step:
+            optimizer.step = lambda *args, **kwargs: None
+        history = fit(model, train_on or data, optimizer, epochs=2, batch_size=16, progress=False)
+    return history, before, model
+
+
+@pytest.fixture
+def graded(monkeypatch):
+    monkeypatch.setenv("LABKIT_RUN", "grade")
+
+
+def test_an_honest_run_passes_at_the_token_size(graded):
+    data = tiny_data()
+    history, before, model = _mutant_run(data)
+    assert history.batch_size == 16 and len(history.step_losses) == 2 * 128 // 16
+    assert check_training_run(history, before, model, epochs=2, data=data) == []
+
+
+def test_at_the_token_size_the_training_accuracy_must_pass_chance(run, monkeypatch):
+    history = _with_epochs(run.history, {}, {"test_acc": 0.6})
+    monkeypatch.setenv("LABKIT_RUN", "grade")
+    assert check_training_run(history, run.before, run.model) == []
+    guessing = _with_epochs(run.history, {}, {"train_acc": 0.55})
+    assert check_training_run(guessing, run.before, run.model) == [
+        "training accuracy 55.0% after epoch 2 is not above chance (50%; needs more than "
+        "63.3% on 128 training images)."
+    ]
+    monkeypatch.setenv("LABKIT_RUN", "fast")
+    (problem,) = check_training_run(history, run.before, run.model)
+    assert problem.startswith("test accuracy 60.0% after epoch 2 is not above chance")
+
+
+@pytest.mark.parametrize(
+    ("mutant", "problem"),
+    [
+        ({"no_step": True}, "no parameter changed during training."),
+        ({"lr": 0.0}, "no parameter changed during training."),
+        ({"freeze": (0,)}, "2 of 6 parameter tensors never changed during training"),
+    ],
+)
+def test_a_run_that_does_not_update_fails_at_the_token_size(graded, mutant, problem):
+    data = tiny_data()
+    history, before, model = _mutant_run(data, **mutant)
+    problems = check_training_run(history, before, model, epochs=2, data=data)
+    assert any(p.startswith(problem) for p in problems), problems
+
+
+def test_a_loop_that_skips_batches_fails_at_the_token_size(graded, monkeypatch):
+    import labkit.train
+
+    monkeypatch.setattr(labkit.train, "tqdm", lambda batches, **kwargs: batches[::2])
+    data = tiny_data()
+    history, before, model = _mutant_run(data)
+    problems = check_training_run(history, before, model, epochs=2, data=data)
+    assert problems[0] == (
+        "the run took 8 optimizer steps in 2 epochs, but 128 images in batches of 16 make "
+        "16: were batches skipped?"
+    )
+
+
+def test_a_run_on_the_test_split_fails_at_the_token_size(graded):
+    data = tiny_data()
+    swapped = dataclasses.replace(
+        data,
+        train_images=data.test_images,
+        train_labels=data.test_labels,
+        test_images=data.train_images,
+        test_labels=data.train_labels,
+    )
+    history, before, model = _mutant_run(data, train_on=swapped)
+    problems = check_training_run(history, before, model, epochs=2, data=data)
+    assert "the run trained on the test split: train on the training split." in problems
+    assert problems[0] == (
+        "the run trained on 64 images, but the training split has 128: train on data's "
+        "training split, all of it."
+    )
+    # the same number of images as the training split: the digest still tells
+    same_size = dataclasses.replace(
+        data, train_images=data.train_images[:64], train_labels=data.train_labels[:64]
+    )
+    on_test = dataclasses.replace(
+        same_size, train_images=data.test_images, train_labels=data.test_labels
+    )
+    history, before, model = _mutant_run(same_size, train_on=on_test)
+    assert check_training_run(history, before, model, epochs=2, data=same_size) == [
+        "the run trained on the test split: train on the training split."
+    ]
+
+
+def test_a_run_on_other_images_fails(graded):
+    data = tiny_data()
+    other = dataclasses.replace(data, train_labels=1 - data.train_labels)
+    history, before, model = _mutant_run(data, train_on=other)
+    problems = check_training_run(history, before, model, epochs=2, data=data)
+    assert "the run trained on other images or labels than data's training split." in problems
+
+
+def test_a_batch_size_that_is_not_a_whole_number(run):
+    history = dataclasses.replace(run.history, batch_size=16.0)
+    assert check_training_run(history, run.before, run.model) == [
+        "the history's batch_size is 16.0, not a whole number."
+    ]

@@ -6,8 +6,10 @@ rows, the ledger, the worker plan, retries, resuming and the progress bar.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable
@@ -17,12 +19,13 @@ import dask
 import nbformat
 import pytest
 from nbgrader.api import Gradebook
+from traitlets.config import Configurable
 from traitlets.config.loader import PyFileConfigLoader
 
-from autograder.grading import batch, sandbox
+from autograder.grading import batch, entry, sandbox
 from autograder.grading.course import REPO_ROOT
-from autograder.grading.entry import DRIVER_VARIABLE, RequireDriver
-from autograder.grading.grade import FAILED, GRADED, Result
+from autograder.grading.entry import DRIVER_VARIABLE, GradeWithDriver
+from autograder.grading.grade import CRASHED, FAILED, GRADED, Result
 from autograder.grading.ledger import (
     Record,
     course_digest,
@@ -34,6 +37,7 @@ from autograder.grading.ledger import (
     write_record,
 )
 from autograder.grading.rows import export_rows, import_rows, template_gradebook
+from autograder.grading.scoring import RecordOutcome
 from autograder.grading.task import Outcome, Task
 from autograder.grading.tree import Link, digest, read_tree, sync_tree, write_tree
 
@@ -418,6 +422,22 @@ def test_a_task_that_does_not_come_back_is_retried_once_then_failed(course, monk
     assert fake.calls == {"ada": 1, "bob": 3, "cy": 2}
 
 
+def test_named_students_are_graded_again_and_listed_with_the_recorded_ones(course, monkeypatch):
+    fake = FakeGrading()
+    monkeypatch.setattr(batch, "run_task", fake)
+    _grade(course)
+    hand_in(course, "dee", b"1,1")  # handed in since: not graded, not listed
+    results = _grade(course, only=["bob"])
+    assert fake.calls == {"ada": 1, "bob": 2, "cy": 1}
+    assert list(results) == ["ada", "bob", "cy"]
+    assert results["bob"].status == GRADED and results["bob"].score == 3
+    with (course / f"grades-{ASSIGNMENT}.csv").open() as handle:
+        assert [row["student"] for row in csv.DictReader(handle)] == ["ada", "bob", "cy"]
+    with pytest.raises(batch.GradingError, match="for zed"):
+        _grade(course, only=["zed"])
+    assert fake.calls == {"ada": 1, "bob": 2, "cy": 1}
+
+
 def test_results_that_cannot_be_written_fail_that_student_only(course, monkeypatch):
     fake = FakeGrading()
     monkeypatch.setattr(batch, "run_task", fake)
@@ -459,12 +479,63 @@ def test_an_unreachable_cluster_says_how_to_start_one(course, monkeypatch):
 # ---- autograde only through the driver ----------------------------------------------------
 
 
-def test_autograde_outside_the_driver_is_refused_first(monkeypatch):
-    nb = nbformat.v4.new_notebook()
+def _course_config() -> object:
+    return PyFileConfigLoader("nbgrader_config.py", path=str(REPO_ROOT)).load_config()
+
+
+def test_only_the_drivers_nbgrader_runs_execute_notebooks(monkeypatch):
     monkeypatch.delenv(DRIVER_VARIABLE, raising=False)
-    with pytest.raises(RuntimeError, match="python -m autograder grade ASSIGNMENT"):
-        RequireDriver().preprocess(nb, {})
+    outside = _course_config().Autograde
+    assert outside.sanitize_preprocessors == outside.autograde_preprocessors == [GradeWithDriver]
     monkeypatch.setenv(DRIVER_VARIABLE, "1")
-    assert RequireDriver().preprocess(nb, {}) == (nb, {})
-    config = PyFileConfigLoader("nbgrader_config.py", path=str(REPO_ROOT)).load_config()
-    assert config.Autograde.autograde_preprocessors[0] is RequireDriver
+    driver = _course_config().Autograde
+    assert driver.autograde_preprocessors[0] is RecordOutcome  # executes, in the sandbox
+    assert "sanitize_preprocessors" not in driver  # nbgrader's own
+    assert GradeWithDriver not in driver.autograde_preprocessors
+    # outside an nbgrader run it names the kit's command
+    with pytest.raises(RuntimeError, match="python -m autograder grade ASSIGNMENT"):
+        GradeWithDriver().preprocess(nbformat.v4.new_notebook(), {})
+
+
+def _passes(converter: Configurable, student: str) -> list:
+    """nbgrader's two passes over the student's notebook, with nbgrader's resources; the
+    converter owns the exporter, which owns the preprocessors."""
+    resources = {"nbgrader": {"assignment": ASSIGNMENT, "student": student, "notebook": "lab"}}
+    submitted = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import os")])
+    exporter = Configurable(parent=converter)
+    return [
+        GradeWithDriver(parent=exporter).preprocess(submitted, resources)[0]
+        for _ in ("sanitize", "autograde")
+    ]
+
+
+def test_outside_the_driver_nbgrader_writes_what_the_driver_autograded(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nbgrader converts in the course root
+    graded = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("graded")])
+    calls = []
+
+    def driver_result(assignment, student, root):
+        calls.append((assignment, student, root))
+        if student == "ada":
+            folder = root / "autograded" / student / assignment
+            folder.mkdir(parents=True, exist_ok=True)
+            nbformat.write(graded, folder / "lab.ipynb")
+            return Result(student, GRADED, 7.0, 7.0, flags=("the guard saw a change",))
+        if student == "bob":
+            return Result(student, CRASHED, detail="DeadKernelError: Kernel died")
+        raise RuntimeError("the kit's driver could not grade cy: disk full")
+
+    monkeypatch.setattr(entry, "driver_result", driver_result)
+    converter = Configurable()
+    assert _passes(converter, "ada") == [graded, graded]
+    with pytest.raises(
+        RuntimeError, match=re.escape("bob: crashed (DeadKernelError: Kernel died); it autograded")
+    ):
+        _passes(converter, "bob")
+    with pytest.raises(RuntimeError, match="could not grade cy: disk full"):
+        _passes(converter, "cy")
+    # the driver graded each student once, for both passes (and any other notebook);
+    # the next nbgrader run (the button pressed again) grades again
+    assert calls == [(ASSIGNMENT, s, tmp_path) for s in ("ada", "bob", "cy")]
+    assert _passes(Configurable(), "ada") == [graded, graded]
+    assert len(calls) == 4

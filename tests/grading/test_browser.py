@@ -10,6 +10,7 @@ nbgrader's formgrader, which lists the Day 4 assignment.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -39,13 +40,15 @@ STUB_MESSAGE = "raised NotImplementedError: replace the stub with your code."
 PASS_LINE = "✔ conv2d_naive"
 TIMEOUT_MS = 90_000
 
-pytestmark = [
+# what every test that drives chromium is marked with
+BROWSER_MARKS = [
     pytest.mark.slow,
     pytest.mark.skipif(
         CHROMIUM is None,
         reason="chromium is not installed (apt-get install chromium; scripts/setup.sh does it)",
     ),
 ]
+pytestmark = BROWSER_MARKS
 
 
 def _free_port() -> int:
@@ -68,16 +71,16 @@ def _wait_until_up(url: str, server: subprocess.Popen, log: Path, seconds: float
     pytest.fail(f"JupyterLab did not answer {url} in {seconds} s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture
-def jupyterlab(tmp_path) -> Iterator[tuple[str, str, Path]]:
-    """(base URL, token, course root): JupyterLab on a free localhost port, serving a
-    course root with the Day 1 student notebook and the Day 4 source."""
-    root = make_course_root(tmp_path / "course", [DAY01, DAY04])
-    shutil.copytree(REPO_ROOT / "notebooks" / DAY01, root / "notebooks" / DAY01)
+@contextlib.contextmanager
+def jupyterlab_server(
+    root: Path, state: Path, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, str]]:
+    """(base URL, token): JupyterLab on a free localhost port serving the course at
+    ``root`` (nbgrader's formgrader included), its settings and log under ``state``."""
     port, token = _free_port(), secrets.token_hex(16)
-    state = tmp_path / "jupyter-state"
     env = {
         **os.environ,
+        **(env or {}),
         # a student's settings and workspaces must not leak in, nor these out
         "JUPYTERLAB_SETTINGS_DIR": str(state / "settings"),
         "JUPYTERLAB_WORKSPACES_DIR": str(state / "workspaces"),
@@ -90,7 +93,7 @@ def jupyterlab(tmp_path) -> Iterator[tuple[str, str, Path]]:
     news = state / "settings" / "@jupyterlab" / "apputils-extension"
     news.mkdir(parents=True)
     (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
-    log = tmp_path / "jupyterlab.log"
+    log = state / "jupyterlab.log"
     command = [
         sys.executable,
         "-m",
@@ -114,7 +117,7 @@ def jupyterlab(tmp_path) -> Iterator[tuple[str, str, Path]]:
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(f"{base}/api/status?token={token}", server, log)
-        yield base, token, root
+        yield base, token
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
@@ -123,6 +126,16 @@ def jupyterlab(tmp_path) -> Iterator[tuple[str, str, Path]]:
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)
                 server.wait()
+
+
+@pytest.fixture
+def jupyterlab(tmp_path) -> Iterator[tuple[str, str, Path]]:
+    """(base URL, token, course root): JupyterLab on a free localhost port, serving a
+    course root with the Day 1 student notebook and the Day 4 source."""
+    root = make_course_root(tmp_path / "course", [DAY01, DAY04])
+    shutil.copytree(REPO_ROOT / "notebooks" / DAY01, root / "notebooks" / DAY01)
+    with jupyterlab_server(root, tmp_path / "jupyter-state") as (base, token):
+        yield base, token, root
 
 
 def _solution(grade_id: str) -> str:

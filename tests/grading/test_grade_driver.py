@@ -77,9 +77,10 @@ def _course(root, submissions: dict[str, nbformat.NotebookNode]) -> grade._Batch
 
 def test_a_submission_slow_to_check_times_out_within_the_cap(tmp_path):
     """Preflight and the scan run under the student's cap: a line the scan would take
-    many minutes on ends as timed out when the cap is reached, and nothing is lost."""
+    many seconds on (16 MB; it reads about a megabyte a second) ends as timed out when
+    the cap is reached, and nothing is lost."""
     slow = nbformat.v4.new_notebook(
-        cells=[nbformat.v4.new_code_cell(f'note = "{"torch." * 60_000}"')]
+        cells=[nbformat.v4.new_code_cell(f'note = "{"torch." * 2_700_000}"')]
     )
     batch = _course(tmp_path, {"mallory": slow})
     start = time.monotonic()

@@ -33,6 +33,7 @@ from autograder.grading.preflight import prepare_submission
 from autograder.grading.samples import edition_student, samples_for, write_samples
 
 DAY04 = "day04_resnet"
+DAY06 = "day06_depth_study"
 TABLE_TESTS = ("test_resnet18_table", "test_resnet34_table")
 
 
@@ -52,6 +53,13 @@ def graded(request, tmp_path_factory) -> tuple[str, Path, dict[str, Result]]:
 def day04(graded):
     if graded[0] != DAY04:
         pytest.skip("a Day 4 sample")
+    return graded[1:]
+
+
+@pytest.fixture
+def day06(graded):
+    if graded[0] != DAY06:
+        pytest.skip("a Day 6 sample")
     return graded[1:]
 
 
@@ -217,6 +225,19 @@ def test_day04_deleted_test_cell_is_restored_and_graded(day04):
     assert result.status == GRADED, result
     assert result.score == result.max_score
     assert _cell_scores(root, DAY04, "sample-deleted-test-cell")["test_resnet34_table"] == 2
+
+
+@pytest.mark.slow
+def test_day06_shortcut_never_added_loses_the_residual_points(day06):
+    root, results = day06
+    result = results["sample-shortcut-never-added"]
+    assert result.status == GRADED, result
+    scores = _cell_scores(root, DAY06, "sample-shortcut-never-added")
+    lost = ("test_basic_block", "test_cifar_resnet", "test_degradation")
+    assert all(scores[test] == 0 for test in lost), scores
+    assert scores["test_pad_shortcut"] == 2 and scores["test_layer_gradient_norms"] == 2, scores
+    feedback = _feedback(root, DAY06, "sample-shortcut-never-added")
+    assert "the shortcut is never added" in feedback
 
 
 def test_preflight_names_what_is_wrong(tmp_path):

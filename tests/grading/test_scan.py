@@ -95,3 +95,10 @@ def test_the_library_is_fine_outside_the_answers():
 def test_a_cell_the_tokenizer_cannot_read_is_scanned_line_by_line():
     flags = _flags('s = """never closed\ntorch.equal = None')
     assert any("replaces part of torch" in flag for flag in flags), flags
+
+
+def test_code_nested_past_the_parser_is_flagged_not_a_crash():
+    deep = "x = a" + ".b" * 200_000
+    assert scan_notebook(_notebook(deep, "y = 1")) == [
+        "cell 1: code nested too deeply for the scan to read it"
+    ]

@@ -12,7 +12,13 @@ import torch
 from torch import nn
 
 from labkit import fastpath as fastpath_module
-from labkit.fastpath import FastPath, choose_fast_path, fuse_step, native_bf16
+from labkit.fastpath import (
+    TRIAL_MIN_STEPS,
+    FastPath,
+    choose_fast_path,
+    fuse_step,
+    native_bf16,
+)
 from tests.conftest import (
     count_device_reads,
     cpu_flags,
@@ -169,6 +175,22 @@ def test_no_trial_where_the_choice_is_clear(monkeypatch):
     assert choose_fast_path("cpu", "fp32", trial=trial).precision == "fp32"
     _cuda_device(monkeypatch, (9, 0), "H100")  # tensor cores: bf16 without asking
     assert choose_fast_path("cuda", trial=trial).precision == "bf16"
+
+
+def test_a_run_too_short_for_a_trial_stays_in_fp32_untried(monkeypatch):
+    def trial(paths):
+        raise AssertionError("no trial expected")
+
+    cpu_flags(monkeypatch, amx_bf16=True)
+    fast = choose_fast_path("cpu", trial=trial, steps=TRIAL_MIN_STEPS - 1)
+    assert fast.precision == "fp32"
+    assert fast.reason.endswith(
+        f"but a run of {TRIAL_MIN_STEPS - 1} steps is too short for a bf16 trial to pay off"
+    )
+    timed = choose_fast_path("cpu", trial=lambda paths: [0.1, 0.3], steps=TRIAL_MIN_STEPS)
+    assert timed.precision == "bf16"
+    _cuda_device(monkeypatch, (9, 0), "H100")  # a GPU takes bf16 however short the run
+    assert choose_fast_path("cuda", trial=trial, steps=2).precision == "bf16"
 
 
 def test_the_trial_times_a_copy_and_leaves_the_run_alone():

@@ -7,6 +7,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import numpy as np
+import pytest
 import torch
 
 from labkit.data import ImageData
@@ -88,3 +89,54 @@ def test_plot_tradeoff_labels_each_model_and_sizes_by_parameters():
     assert "chance" in [t.get_text() for t in ax.get_legend().get_texts()]
     with pytest.raises(ValueError, match="one value per model"):
         plot_tradeoff(["a"], [1.0, 2.0], [0.5], [10])
+
+
+def _history(accuracies: list[tuple[float, float]], losses: list[tuple[float, float]], steps=4):
+    from labkit.train import EpochStats, History
+
+    history = History(device="cpu", num_train=8, num_test=4, num_classes=4)
+    for epoch, ((train_acc, test_acc), (train_loss, test_loss)) in enumerate(
+        zip(accuracies, losses, strict=True), start=1
+    ):
+        history.epochs.append(EpochStats(epoch, train_loss, train_acc, test_loss, test_acc, 1.0))
+        history.step_losses += [train_loss] * steps
+    return history
+
+
+def test_plot_histories_puts_every_run_on_shared_axes():
+    from labkit.plots import plot_histories
+
+    runs = {
+        "ResNet-18": _history([(0.5, 0.4), (0.7, 0.6)], [(1.5, 1.6), (0.9, 1.1)]),
+        "ResNet-50": _history([(0.3, 0.3), (0.4, 0.35)], [(3.0, 2.0), (2.2, 2.1)]),
+    }
+    fig = plot_histories(runs, title="CIFAR-10")
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["Train accuracy", "Test accuracy", "Train loss", "Test loss"]
+    for ax in fig.axes:
+        assert [line.get_label() for line in ax.lines[:2]] == ["ResNet-18", "ResNet-50"]
+    train_acc, test_acc, train_loss, test_loss = fig.axes
+    assert list(train_acc.lines[1].get_ydata()) == [0.3, 0.4]
+    assert list(test_loss.lines[0].get_ydata()) == [1.6, 1.1]
+    assert train_acc.get_ylim() == test_acc.get_ylim() == (0, 1)
+    assert train_loss.get_ylim() == test_loss.get_ylim() == (0, 3.0 * 1.05)
+    assert fig._suptitle.get_text() == "CIFAR-10"
+
+
+def test_plot_error_curves_draws_error_in_percent_against_iterations():
+    from labkit.plots import plot_error_curves
+
+    runs = {"plain-20": _history([(0.5, 0.4), (0.75, 0.6)], [(1.0, 1.0), (0.5, 0.5)], steps=10)}
+    ax = plot_error_curves(runs).axes[0]
+    train, test = ax.lines[:2]
+    assert list(train.get_xdata()) == [10, 20]  # an epoch is 10 iterations
+    assert list(train.get_ydata()) == [50, 25] and train.get_linestyle() == "--"
+    assert list(test.get_ydata()) == pytest.approx([60, 40]) and test.get_linewidth() == 2
+    assert ax.get_xlabel() == "iteration" and ax.get_ylabel() == "error (%)"
+
+
+def test_plot_histories_needs_a_run():
+    from labkit.plots import plot_histories
+
+    with pytest.raises(ValueError, match="at least one History"):
+        plot_histories({})

@@ -49,21 +49,26 @@ def test_run_sizes():
     full = RunConfig.from_env({"LABKIT_RUN": "full"})
     assert (full.train_per_class, full.test_per_class) == (None, None)
     assert "the full dataset" in full.describe()
+    grade = RunConfig.from_env({"LABKIT_RUN": "grade"})
+    assert (grade.train_per_class, grade.test_per_class) == (150, 20)
+    assert "a token size for grading" in grade.describe()
+    assert "token" not in fast.describe() + full.describe()
 
 
 @pytest.mark.parametrize(
-    ("env", "reason"),
+    ("env", "size", "reason"),
     [
-        ({"NBGRADER_EXECUTION": "autograde"}, "graded by nbgrader"),
-        ({"LABKIT_RUN": "auto", "NBGRADER_EXECUTION": "validate"}, "graded by nbgrader"),
-        ({"CI": "true"}, "running in CI"),
-        ({"CI": "1", "LABKIT_RUN": ""}, "running in CI"),
+        ({"NBGRADER_EXECUTION": "autograde"}, "grade", "graded by nbgrader"),
+        ({"LABKIT_RUN": "auto", "NBGRADER_EXECUTION": "validate"}, "grade", "graded by nbgrader"),
+        ({"CI": "true", "NBGRADER_EXECUTION": "autograde"}, "grade", "graded by nbgrader"),
+        ({"CI": "true"}, "fast", "running in CI"),
+        ({"CI": "1", "LABKIT_RUN": ""}, "fast", "running in CI"),
     ],
 )
-def test_auto_is_fast_when_graded_or_in_ci_even_on_a_gpu(monkeypatch, env, reason):
+def test_auto_is_small_when_graded_or_in_ci_even_on_a_gpu(monkeypatch, env, size, reason):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     config = RunConfig.from_env(env)
-    assert (config.size, config.reason) == ("fast", reason)
+    assert (config.size, config.reason) == (size, reason)
 
 
 @pytest.mark.parametrize(("gpu", "size"), [(True, "full"), (False, "fast")])
@@ -78,6 +83,8 @@ def test_from_env_reads_the_process_environment(monkeypatch):
     assert RunConfig.from_env().size == "full"
     monkeypatch.setenv("LABKIT_RUN", "fast")
     assert RunConfig.from_env().size == "fast"
+    monkeypatch.setenv("LABKIT_RUN", "grade")
+    assert RunConfig.from_env().size == "grade"
 
 
 @pytest.mark.parametrize("value", ["huge", "fastest", "1"])
@@ -189,6 +196,34 @@ def test_fit_history_matches_a_fresh_evaluation(run):
     assert loss == pytest.approx(run.history.epochs[-1].test_loss)
     logits = predict(run.model, run.data.test_images, run.data)
     assert logits.shape == (64, 2)
+
+
+def test_fit_steps_the_scheduler_once_per_epoch():
+    """MultiStepLR with milestones in epochs: the third epoch trains at a tenth of the rate."""
+    seen = []
+
+    class Watch(nn.Module):  # records the learning rate each training step runs at
+        def __init__(self, optimizer_ref: list) -> None:
+            super().__init__()
+            self.net, self.ref = tiny_cnn(), optimizer_ref
+
+        def forward(self, x):
+            if self.training:
+                seen.append(self.ref[0].param_groups[0]["lr"])
+            return self.net(x)
+
+    ref: list = []
+    model = Watch(ref)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    ref.append(optimizer)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[2], gamma=0.1)
+    with contextlib.redirect_stdout(io.StringIO()):
+        fit(model, tiny_data(), optimizer, epochs=3, batch_size=64, progress=False,
+            precision="fp32", scheduler=scheduler)  # fmt: skip
+    steps = len(seen) // 3
+    assert seen[: 2 * steps] == [0.1] * (2 * steps)
+    assert seen[2 * steps :] == pytest.approx([0.01] * steps)
+    assert scheduler.last_epoch == 3
 
 
 def test_fit_drops_a_last_batch_of_one():
