@@ -12,8 +12,12 @@ from nbgrader.preprocessors import (
     AssignLatePenalties,
     CheckCellMetadata,
     ClearHiddenTests,
+    ClearOutput,
+    DeduplicateIds,
     IgnorePattern,
     LimitOutput,
+    OverwriteCells,
+    OverwriteKernelspec,
 )
 
 from autograder.grading.entry import DRIVER_VARIABLE, GradeWithDriver
@@ -21,6 +25,7 @@ from autograder.grading.feedback import KeepCheckReports, WithholdLeakedFeedback
 from autograder.grading.feedback_html import FeedbackExporter, SanitiseStudentContent
 from autograder.grading.outputs import CapOutputs
 from autograder.grading.scoring import RecordOutcome, ScoreByOutcome
+from autograder.translation.edition import RestoreEditionText
 
 c = get_config()  # noqa: F821 (nbgrader injects get_config)
 
@@ -81,6 +86,18 @@ c.Autograde.autograde_preprocessors = [
     LimitOutput,
     ScoreByOutcome,
     AssignLatePenalties,
+    CheckCellMetadata,
+]
+
+# nbgrader's own list, with the locked cells it puts back from the gradebook (English)
+# given the submission's language again: a Korean-edition notebook prints its checks'
+# ✔ lines in Korean (autograder/translation/edition.py).
+c.Autograde.sanitize_preprocessors = [
+    ClearOutput,
+    DeduplicateIds,
+    OverwriteKernelspec,
+    OverwriteCells,
+    RestoreEditionText,
     CheckCellMetadata,
 ]
 

@@ -21,14 +21,13 @@ from pathlib import Path
 
 import nbformat
 
-from autograder.grading.preflight import prepare_submission
+from autograder.grading.preflight import EDITIONS, edition_language, prepare_submission
 from autograder.grading.scan import scan_notebook
 
 __all__ = ["COMMAND", "EDITIONS", "edition_language", "inspect", "main"]
 
 # labkit.i18n.LANGUAGES (a test keeps them equal), without importing the kit and torch
 # into this short-lived process.
-EDITIONS = ("en", "ko")
 
 # As `python -c`: nbformat imports jsonschema, which builds rfc3987_syntax's grammar at
 # import (a second or more); nothing here checks the "iri" format it serves.
@@ -36,15 +35,6 @@ COMMAND = (
     "import sys; sys.modules['rfc3987_syntax'] = None; "
     "from autograder.grading.intake import main; main(sys.argv[1:])"
 )
-
-
-def edition_language(nb: nbformat.NotebookNode) -> str:
-    """The edition a notebook says it is (``{"labkit": {"language": "ko"}}``); only the
-    kit's languages count, anything else is English. It chooses the language of the
-    messages alone: both editions are graded from the same gradebook."""
-    meta = nb.metadata.get("labkit")
-    code = meta.get("language") if isinstance(meta, dict) else None
-    return code if isinstance(code, str) and code in EDITIONS else "en"
 
 
 def inspect(folder: Path, release: Path, root: Path, names: list[str]) -> dict:

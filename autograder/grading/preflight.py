@@ -19,6 +19,10 @@ normalised against the release notebook:
 
 The sources of locked cells present are nbgrader's job: it restores them from the
 gradebook, hidden tests included.
+
+A Korean-edition submission (``{"labkit": {"language": "ko"}}``) is normalised against
+the same English release, grade ids and all: only the cells it kept as its edition
+wrote them are also compared with the Korean text (``mark_release_cells``).
 """
 
 from __future__ import annotations
@@ -35,8 +39,17 @@ from nbformat import NotebookNode
 
 from autograder.grading import budget
 
-__all__ = ["SKIPPING_TAGS", "TRANSFORMS", "Preflight", "normalise", "prepare_submission"]
+__all__ = [
+    "EDITIONS",
+    "SKIPPING_TAGS",
+    "TRANSFORMS",
+    "Preflight",
+    "edition_language",
+    "normalise",
+    "prepare_submission",
+]
 
+EDITIONS = ("en", "ko")
 SKIPPING_TAGS = frozenset({"skip-execution", "raises-exception"})
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
@@ -202,6 +215,28 @@ def normalise(nb: NotebookNode, release: NotebookNode) -> list[str]:
     return [change for transform in TRANSFORMS for change in transform(nb, release)]
 
 
+def edition_language(nb: NotebookNode) -> str:
+    """The edition a notebook says it is (``{"labkit": {"language": "ko"}}``); only the
+    kit's languages count, anything else is English. It chooses the language of the
+    messages alone: both editions are graded from the same gradebook."""
+    meta = nb.metadata.get("labkit")
+    code = meta.get("language") if isinstance(meta, dict) else None
+    return code if isinstance(code, str) and code in EDITIONS else "en"
+
+
+def mark_edition_cells(nb: NotebookNode, release: NotebookNode, assignment: str, name: str):
+    """Mark the release's cells again, as ``mark_release_cells`` does, with the text of
+    the edition ``nb`` says it is: a Korean submission's cells that the Korean release
+    wrote, unchanged, may be left unrun while grading, as the English ones may. The
+    grade ids, locked cells and hidden tests stay the English release's."""
+    language = edition_language(nb)
+    if language == "en":
+        return
+    from autograder.translation.edition import edition_release  # it imports course
+
+    mark_release_cells(nb, edition_release(release, assignment, name, language))
+
+
 def _archive(folder: Path, archive: Path) -> None:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     target = archive / stamp
@@ -252,8 +287,11 @@ def prepare_submission(folder: Path, release_dir: Path, root: Path) -> Preflight
             result.error = nb
             return result
         release = nbformat.read(release_dir / name, as_version=4)
+        before = nbformat.writes(nb)
         changes = normalise(nb, release)
-        if changes:
+        mark_edition_cells(nb, release, assignment, name)
+        # The release marks change no score and are not reported, but must be written.
+        if changes or nbformat.writes(nb) != before:
             _replace(folder / name, nb)
             result.changes += [f"{name}: {change}" for change in changes]
     return result

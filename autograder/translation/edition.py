@@ -18,13 +18,24 @@ import copy
 from pathlib import Path
 
 import nbformat
+import polib
+from nbconvert.preprocessors import Preprocessor
 from nbformat import NotebookNode
+from traitlets import Bool
 
 from autograder.grading.course import REPO_ROOT, find_leaks, notebook_names
 from autograder.translation.catalog import LANGUAGE, lab_catalog_path, read_catalog, translation_of
 from labkit.i18n import fill_template
 
-__all__ = ["LANGUAGE_CELL_ID", "edition_path", "translate_notebook", "write_edition"]
+__all__ = [
+    "LANGUAGE_CELL_ID",
+    "RestoreEditionText",
+    "edition_path",
+    "edition_release",
+    "translate_code",
+    "translate_notebook",
+    "write_edition",
+]
 
 LANGUAGE_CELL_ID = "labkit-language"
 _LANGUAGE_CELL = {
@@ -41,7 +52,7 @@ def edition_path(assignment: str, name: str, root: Path = REPO_ROOT, language: s
     return root / "notebooks" / language / assignment / name
 
 
-def _translate_code(source: str, strings: dict[str, str]) -> str:
+def translate_code(source: str, strings: dict[str, str]) -> str:
     for english, korean in strings.items():
         for quote in ('"', "'"):
             if quote in korean:
@@ -80,7 +91,7 @@ def translate_notebook(
             cell.source = cell.source.replace(english_badge, korean_badge)
         elif cell.cell_type == "code":
             strings = {msgid: text for (ctx, msgid), text in found.items() if ctx == context}
-            cell.source = _translate_code(cell.source, strings)
+            cell.source = translate_code(cell.source, strings)
             _translate_outputs(cell, printed)
     setup = next(
         (i for i, c in enumerate(out.cells) if c.cell_type == "code"),
@@ -110,3 +121,46 @@ def write_edition(assignment: str, root: Path = REPO_ROOT, language: str = LANGU
             raise RuntimeError(f"{path} leaks solution text:\n" + "\n".join(leaks))
         written.append(path)
     return written
+
+
+def edition_release(
+    release: NotebookNode, assignment: str, name: str, language: str = LANGUAGE
+) -> NotebookNode:
+    """The ``language`` edition of ``release`` as ``write_edition`` writes it, from the
+    kit's catalog (what a submission of that edition started from)."""
+    path = lab_catalog_path(assignment, REPO_ROOT, language)
+    po = read_catalog(path) if path.exists() else polib.POFile()
+    return translate_notebook(release, assignment, name, po, language)
+
+
+class RestoreEditionText(Preprocessor):
+    """Locked cells in the submission's own language again, after nbgrader's
+    ``OverwriteCells`` put back their source from the gradebook, which holds the English
+    release: the strings those cells print (a test cell's ✔ line) come from the lab's
+    catalog, as in the edition the student was given. Only string literals that the
+    catalog lists for that cell change; the code the checks run, hidden tests included,
+    is the gradebook's. English submissions are left as they are."""
+
+    # nbconvert's preprocessors are off unless enabled: registered by class in a list of
+    # preprocessors, this one would silently do nothing.
+    enabled = Bool(True).tag(config=True)
+
+    def preprocess(self, nb, resources):
+        from autograder.grading.preflight import edition_language  # it imports this module
+
+        language = edition_language(nb)
+        about = resources.get("nbgrader", {})
+        assignment, notebook = about.get("assignment"), about.get("notebook")
+        if language == "en" or not assignment or not notebook:
+            return nb, resources
+        path = lab_catalog_path(assignment, REPO_ROOT, language)
+        if not path.exists():
+            return nb, resources
+        found = translation_of(read_catalog(path))
+        for cell in nb.cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if cell.cell_type == "code" and meta.get("locked"):
+                context = f"{notebook}.ipynb#{cell.get('id')}"
+                strings = {msgid: text for (ctx, msgid), text in found.items() if ctx == context}
+                cell.source = translate_code(cell.source, strings)
+        return nb, resources

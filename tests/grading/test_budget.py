@@ -4,6 +4,8 @@ reads, on made-up notebooks and on every lab, and the grading size's setting."""
 from __future__ import annotations
 
 import copy
+import shutil
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from autograder.grading import budget
 from autograder.grading.budget import grading_run, skips_unread, unread_cells
 from autograder.grading.course import REPO_ROOT, assignments, notebook_names
+from autograder.translation.edition import LANGUAGE_CELL_ID
 
 
 def _notebook(*cells: str | tuple[str, dict]) -> nbformat.NotebookNode:
@@ -188,3 +191,35 @@ def test_a_cell_the_student_added_runs_whatever_it_binds():
     nb.cells.insert(1, nbformat.v4.new_code_cell("print('a flood' * 10**6)"))
     _marked(nb, release)
     assert [c.index for c in unread_cells(nb, release_only=True)] == [0]  # only x = 1
+
+
+def _prepared(tmp_path, edition: Path, assignment: str) -> nbformat.NotebookNode:
+    """``edition``'s notebook of ``assignment``, submitted unchanged, after preflight."""
+    from autograder.grading.preflight import prepare_submission
+
+    (name,) = notebook_names(assignment)
+    folder = tmp_path / "submitted" / "student" / assignment
+    folder.mkdir(parents=True)
+    shutil.copy(edition / assignment / name, folder / name)
+    release = REPO_ROOT / "notebooks" / assignment
+    assert prepare_submission(folder, release, tmp_path).error is None
+    return nbformat.read(folder / name, as_version=4)
+
+
+DAY05 = "day05_googlenet_resnet"
+
+
+def test_an_untouched_submission_is_written_with_its_marks(tmp_path):
+    """Preflight changes nothing else in the release itself, yet its marks are written:
+    otherwise an honest student's unread cells would all run."""
+    nb = _prepared(tmp_path, REPO_ROOT / "notebooks", DAY05)
+    assert any(cell.metadata.get(budget.RELEASE_KEY) for cell in nb.cells)
+    assert unread_cells(nb, release_only=True)
+
+
+def test_a_korean_submission_leaves_unrun_what_the_english_one_does(tmp_path):
+    english = _prepared(tmp_path / "en", REPO_ROOT / "notebooks", DAY05)
+    korean = _prepared(tmp_path / "ko", REPO_ROOT / "notebooks" / "ko", DAY05)
+    ids = {english.cells[c.index].id for c in unread_cells(english, release_only=True)}
+    korean_ids = {korean.cells[c.index].id for c in unread_cells(korean, release_only=True)}
+    assert ids and korean_ids - {LANGUAGE_CELL_ID} == ids

@@ -5,14 +5,21 @@ badge, the language cell, and no solution text."""
 from __future__ import annotations
 
 import ast
+import copy
 
 import nbformat
 import pytest
 
 from autograder.grading.course import REPO_ROOT, assignments, find_leaks, notebook_names
-from autograder.grading.intake import EDITIONS, edition_language
+from autograder.grading.preflight import EDITIONS, edition_language
 from autograder.translation.catalog import lab_catalog_path, read_catalog, translation_of
-from autograder.translation.edition import LANGUAGE_CELL_ID, edition_path, translate_notebook
+from autograder.translation.edition import (
+    LANGUAGE_CELL_ID,
+    RestoreEditionText,
+    edition_path,
+    translate_notebook,
+)
+from autograder.translation.extract import public_source
 from labkit.i18n import LANGUAGES
 
 LABS = [(a, n) for a in assignments() for n in notebook_names(a)]
@@ -120,3 +127,29 @@ def test_an_unknown_language_in_the_metadata_is_english():
     nb.metadata["labkit"] = "ko"
     assert edition_language(nb) == "en"
     assert EDITIONS == LANGUAGES
+
+
+@pytest.mark.parametrize(("assignment", "name"), LABS, ids=IDS)
+def test_locked_cells_put_back_from_the_gradebook_speak_the_edition(assignment, name):
+    """While grading, nbgrader puts back locked cells from the gradebook: the English
+    source, hidden tests included. For a Korean submission they are then the Korean
+    edition's cells again, hidden tests kept as they were."""
+    source = _read(REPO_ROOT / "solutions" / assignment / name)  # what the gradebook holds
+    korean = {c.id: c for c in _read(edition_path(assignment, name)).cells}
+    submitted = copy.deepcopy(source)
+    submitted.metadata["labkit"] = {"language": "ko"}
+    resources = {"nbgrader": {"assignment": assignment, "notebook": name.removesuffix(".ipynb")}}
+    restored, _ = RestoreEditionText().preprocess(submitted, resources)
+    locked = [c for c in restored.cells if c.metadata.get("nbgrader", {}).get("locked")]
+    assert locked
+    translated = 0
+    for cell, original in zip(restored.cells, source.cells, strict=True):
+        if cell not in locked or cell.cell_type != "code":
+            continue
+        assert public_source(cell.source) == public_source(korean[cell.id].source), cell.id
+        hidden = set(original.source.splitlines()) - set(public_source(original.source).split("\n"))
+        assert hidden <= set(cell.source.splitlines()), f"{cell.id}: hidden tests changed"
+        translated += cell.source != original.source
+    english, _ = RestoreEditionText().preprocess(copy.deepcopy(source), resources)
+    assert english == source  # an English submission is left alone
+    assert translated, "no locked cell of the lab prints translated text"
