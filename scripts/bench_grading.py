@@ -70,6 +70,7 @@ from tests.grading.hostile import (  # noqa: E402
     corpus_table,
     false_fail,
     false_pass,
+    feedback_leaks,
     hidden_lines,
     judge,
     leftover_processes,
@@ -113,7 +114,7 @@ def bench_corpus(runs: int, timeout: float, keep: bool) -> None:
     lab = load_lab(root, server.port, outside)
     hidden = hidden_lines(root)
     seconds: list[float] = []
-    aborts, wall, graded, written, alive = 0, 0.0, 0, 0, 0
+    aborts, wall, graded, written, alive, leaks = 0, 0.0, 0, 0, 0, 0
     scores: list[dict[str, tuple[str, float | None]]] = []
     for run in range(1, runs + 1):
         print(f"\n== run {run} of {runs}: {len(CORPUS)} submissions in {root}", flush=True)
@@ -138,6 +139,9 @@ def bench_corpus(runs: int, timeout: float, keep: bool) -> None:
         print(corpus_table(outcomes, problems))
         left = _leftovers(root)
         alive += sum(processes_after_cells(o) or 0 for o in outcomes)
+        leaked = [o.entry.name for o in outcomes if feedback_leaks(o, hidden)]
+        leaks += len(leaked)
+        outside_files = sorted(path for path, size in writes.sizes.items() if size)
         print(
             f"\nrun {run}: {took:.0f} s; not as expected: "
             f"{sum(bool(p) for p in problems.values())}; "
@@ -146,8 +150,8 @@ def bench_corpus(runs: int, timeout: float, keep: bool) -> None:
             f"false fails on valid submissions: {sum(false_fail(o) for o in outcomes)} "
             f"{[o.entry.name for o in outcomes if false_fail(o)]}; "
             f"leftover processes: {len(left)} {left[:3]}; "
-            f"bytes written outside the students' folders: {writes.bytes} "
-            f"{sorted(writes.sizes)[:3]}"
+            f"feedback with hidden-test text: {len(leaked)} {leaked[:3]}; "
+            f"bytes written outside the students' folders: {writes.bytes} {outside_files[:3]}"
         )
     server.close()
     shutil.rmtree(outside, ignore_errors=True)
@@ -169,6 +173,7 @@ def bench_corpus(runs: int, timeout: float, keep: bool) -> None:
     )
     print(f"batch aborts: {aborts}")
     print(f"loopback connections from kernels: {server.connections}")
+    print(f"feedback pages with hidden-test text (normalised): {leaks}")
     print(f"bytes written outside the students' folders: {written}")
     print(f"processes alive after a cell: {alive}")
     print(f"score differences over {len(scores)} runs: {len(differences)} {differences[:5]}")

@@ -447,6 +447,14 @@ def false_fail(outcome: Outcome) -> bool:
     return not full or bool(result and result.flags)
 
 
+def feedback_leaks(outcome: Outcome, hidden: set[str]) -> list[str]:
+    """The hidden-test lines ``outcome``'s feedback shows, re-encoded too (invisible
+    characters, entities, ANSI codes): normalised before they are looked for."""
+    shown = normalise(outcome.feedback) or ""
+    leaked = [line for line in hidden if line in outcome.feedback or normalise(line) in shown]
+    return leaked + (["HIDDEN TESTS"] if "HIDDEN TESTS" in outcome.feedback else [])
+
+
 def judge(outcome: Outcome, hidden: set[str]) -> list[str]:
     """Everything about ``outcome`` that differs from what its entry expects."""
     entry, result, want = outcome.entry, outcome.result, outcome.entry.expected
@@ -486,10 +494,8 @@ def judge(outcome: Outcome, hidden: set[str]) -> list[str]:
         problems.append("a feedback page was written")
     if want.flag and not any(want.flag in flag for flag in result.flags):
         problems.append(f"no flag says {want.flag!r}: {list(result.flags)}")
-    # re-encoded too: invisible characters, entities, ANSI codes
-    shown = normalise(outcome.feedback) or ""
-    leaked = [line for line in hidden if line in outcome.feedback or normalise(line) in shown]
-    if leaked or "HIDDEN TESTS" in outcome.feedback:
+    leaked = feedback_leaks(outcome, hidden)
+    if leaked:
         problems.append(f"the feedback shows hidden tests: {leaked[:2]}")
     for check in want.checks:
         problems += check(outcome)
