@@ -490,7 +490,10 @@ def test_only_the_drivers_nbgrader_runs_execute_notebooks(monkeypatch):
     monkeypatch.setenv(DRIVER_VARIABLE, "1")
     driver = _course_config().Autograde
     assert driver.autograde_preprocessors[0] is RecordOutcome  # executes, in the sandbox
-    assert "sanitize_preprocessors" not in driver  # nbgrader's own
+    # nbgrader's own, with the edition's words put back into the cells it restores
+    sanitize = [p.__name__ for p in driver.sanitize_preprocessors]
+    assert sanitize[sanitize.index("OverwriteCells") + 1] == "RestoreEditionText"
+    assert GradeWithDriver not in driver.sanitize_preprocessors
     assert GradeWithDriver not in driver.autograde_preprocessors
     # outside an nbgrader run it names the kit's command
     with pytest.raises(RuntimeError, match="python -m autograder grade ASSIGNMENT"):

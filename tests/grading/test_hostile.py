@@ -26,7 +26,6 @@ from nbconvert.exporters import NotebookExporter
 from nbgrader.api import Gradebook
 
 from autograder.grading import sandbox
-from autograder.grading.batch import cores
 from autograder.grading.course import (
     REPO_ROOT,
     assignments,
@@ -170,13 +169,8 @@ def graded(tmp_path_factory) -> Iterator[Graded]:
         write_corpus(load_lab(root, server.port, outside))
         writes = HostWrites([scratch, root, outside.parent, Path("/dev/shm")])
         try:
-            # One single-thread kernel per core, as a class is graded.
             results = grade_assignment(
-                ASSIGNMENT,
-                root,
-                timeout=SUBMISSION_TIMEOUT_S,
-                use_sandbox=True,
-                workers=cores(),
+                ASSIGNMENT, root, timeout=SUBMISSION_TIMEOUT_S, use_sandbox=True
             )
         finally:
             writes.close()
