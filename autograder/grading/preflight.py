@@ -21,8 +21,8 @@ The sources of locked cells present are nbgrader's job: it restores them from th
 gradebook, hidden tests included.
 
 A Korean-edition submission (``{"labkit": {"language": "ko"}}``) is normalised against
-the same English release, grade ids and all: only the cells it kept as its edition
-wrote them are also compared with the Korean text (``mark_release_cells``).
+the same English release, grade ids and all; which of its cells are the release's own,
+unchanged, is decided against the Korean text (``mark_edition_cells``).
 """
 
 from __future__ import annotations

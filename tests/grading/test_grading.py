@@ -167,7 +167,7 @@ def test_feedback_never_shows_hidden_tests(graded):
 
 
 @pytest.mark.slow
-def test_setup_cell_installs_nothing_when_graded(graded):
+def test_setup_cell_is_left_unrun_while_grading(graded):
     """The Colab setup cell is the release's own and no test reads what it makes, so it
     is left unrun while grading and says so: nothing can be installed (and in the
     sandbox, with no network and PIP_NO_INDEX, nothing could be)."""
