@@ -16,9 +16,11 @@ Before the first cell of the notebook runs, the guard records:
   and AST transformers, the event callbacks registered so far) and the traceback mode,
   which stays ``Minimal``;
 - the builtins;
-- every module of the kit (``autograder``, ``labkit``, all imported now), and the torch,
-  torchvision and torchsummary functions and classes the checks call: each module's
-  names, each function's code and defaults, each class's attributes.
+- every module of the kit that a kernel can use (``autograder`` and its checks,
+  ``labkit``; all imported now, not the grading pipeline or the translation commands,
+  which run outside the kernel), and the torch, torchvision and torchsummary functions
+  and classes the checks call: each module's names, each function's code and
+  defaults, each class's attributes.
 
 Before every cell it compares, puts back what changed, and remembers what it found.
 After each cell that did not raise, the grader (``scoring.RecordOutcome``) asks for
@@ -48,6 +50,9 @@ TRACEBACK_MODE = "Minimal"
 EXPRESSION = '__import__("autograder.grading.guard", fromlist=["verdict"]).verdict()'
 
 _KIT = ("autograder", "labkit")
+# The kit's parts that run only outside the kernel: the grading pipeline and the
+# translation commands (which would import nbformat and jsonschema, seconds, for nothing).
+_OUTSIDE_KERNEL = ("autograder.grading", "autograder.translation")
 # Modules whose functions the checks call, beyond the kit's own.
 _LIBRARIES = (
     "torch",
@@ -147,10 +152,12 @@ def _kit_modules() -> Iterable[types.ModuleType]:
     """Every module of the kit, imported now so that the first snapshot holds them all."""
     for top in _KIT:
         package = importlib.import_module(top)
+        for name in getattr(package, "__all__", ()):
+            getattr(package, name)  # a name the package loads on first use is bound now
         yield package
         for info in pkgutil.walk_packages(package.__path__, prefix=f"{top}."):
-            if info.name.endswith("__main__") or ".grading" in info.name:
-                continue  # the pipeline runs outside the kernel; the checks do not use it
+            if info.name.endswith("__main__") or info.name.startswith(_OUTSIDE_KERNEL):
+                continue  # the instructor's tools run outside the kernel; no check uses them
             try:
                 yield importlib.import_module(info.name)
             except Exception:  # an optional part that cannot load here is not guarded

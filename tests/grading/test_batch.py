@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -498,6 +499,22 @@ def test_only_the_drivers_nbgrader_runs_execute_notebooks(monkeypatch):
     # outside an nbgrader run it names the kit's command
     with pytest.raises(RuntimeError, match="python -m autograder grade ASSIGNMENT"):
         GradeWithDriver().preprocess(nbformat.v4.new_notebook(), {})
+
+
+def test_the_course_config_loads_without_torch():
+    """Every nbgrader run (one per student, and feedback) loads the course config: it must
+    not import torch and matplotlib, seconds each time, for steps that never use them."""
+    code = (
+        "import sys; from traitlets.config.loader import PyFileConfigLoader; "
+        f"PyFileConfigLoader('nbgrader_config.py', path={str(REPO_ROOT)!r}).load_config(); "
+        "print(sorted(m for m in ('torch', 'matplotlib', 'torchvision') if m in sys.modules))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), DRIVER_VARIABLE: "1"}
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "[]", run.stdout
 
 
 def _passes(converter: Configurable, student: str) -> list:

@@ -16,6 +16,10 @@ pytestmark = pytest.mark.slow
 
 CELLS = [
     ("honest", "import torch\nx = torch.ones(2)"),
+    # labkit loads its names on first use; the guard bound them all before this cell
+    ("kit-names", "import labkit\nfrom labkit import fit, plot_history"),
+    ("kit-patch", "labkit.fit = lambda *a, **k: None"),
+    ("after-kit-patch", "print('fit is', labkit.fit.__module__)"),
     ("patch", "torch.allclose = lambda *a, **k: True"),
     ("after-patch", "print('allclose says', torch.allclose(torch.zeros(1), torch.ones(1)))"),
     ("trace", "import sys\nsys.settrace(lambda *a: None)"),
@@ -60,6 +64,12 @@ def _printed(cell) -> str:
 
 def test_an_honest_cell_gets_a_clean_verdict(graded):
     assert graded["honest"].metadata[GUARD_KEY] == {"guard": "running", "changes": []}
+
+
+def test_the_kits_names_loaded_on_first_use_are_guarded_and_not_flagged(graded):
+    assert graded["kit-names"].metadata[GUARD_KEY] == {"guard": "running", "changes": []}
+    assert "labkit.fit was replaced" in graded["kit-patch"].metadata[GUARD_KEY]["changes"]
+    assert "fit is labkit.train" in _printed(graded["after-kit-patch"])
 
 
 def test_a_patched_torch_function_is_put_back_and_named(graded):

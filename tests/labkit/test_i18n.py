@@ -3,6 +3,11 @@ check's problems are translated line by line from their templates."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from autograder import report
@@ -16,6 +21,8 @@ from labkit.i18n import (
     translate_line,
     translate_message,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -80,3 +87,21 @@ def test_a_printed_line_is_rewritten_by_its_template_with_its_own_padding():
     line = f"{'INPUT':<10} memory: {150528:>8,}"
     assert fill_template(line, pairs) == f"{'INPUT':<10} 메모리: {150528:>8,}"
     assert fill_template("something else", pairs) is None
+
+
+def test_the_kits_names_load_on_first_use_and_the_messages_need_no_torch():
+    code = (
+        "import sys, labkit.i18n; before = 'torch' in sys.modules; "
+        "from labkit import fit, History; import labkit; "
+        "[getattr(labkit, name) for name in labkit.__all__]; "
+        "print(before, 'torch' in sys.modules, fit.__module__, 'fit' in vars(labkit), "
+        "set(labkit.__all__) <= set(dir(labkit)))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["False", "True", "labkit.train", "True", "True"]
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        import labkit
+
+        labkit.no_such_name  # noqa: B018
