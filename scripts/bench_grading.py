@@ -31,7 +31,8 @@ graded before the token size), ``grade`` the token size with the cells no test r
 skipped (``autograder.grading.budget``). Printed per lab and size: seconds per
 submission (p50, p95, max over the lab's samples), and for the correct sample the share
 of its cell time spent in training cells (grade ids ``train...``) and in cells no test
-reads; then each lab's ratio, and the load average around each lab.
+reads, and its three slowest cells; then each lab's ratio, and the load average around
+each lab.
 """
 
 from __future__ import annotations
@@ -232,6 +233,18 @@ def _shares(notebook: Path, source: Path) -> tuple[float, float, float]:
     return sum(seconds), training / total, skipped / total
 
 
+def _slowest_cells(notebook: Path, count: int = 3) -> str:
+    """The ``count`` slowest cells of a graded notebook: ``[index] grade id or first line
+    seconds``, where a lab's time goes."""
+    nb = nbformat.read(notebook, 4)
+    timed = sorted(((_cell_seconds(c), i, c) for i, c in enumerate(nb.cells)), reverse=True)
+    named = []
+    for seconds, index, cell in timed[:count]:
+        name = cell.metadata.get("nbgrader", {}).get("grade_id") or cell.source.split("\n")[0]
+        named.append(f"[{index}] {name[:28]} {seconds:.0f} s")
+    return "; ".join(named)
+
+
 def bench_labs(labs: list[str], sizes: list[str]) -> None:
     """Each lab's samples graded at each grading size, side by side."""
     print(f"\n== labs: {', '.join(labs)}; sizes {', '.join(sizes)} (sandboxed)")
@@ -264,6 +277,7 @@ def bench_labs(labs: list[str], sizes: list[str]) -> None:
                     f"(correct: {correct.score}/{correct.max_score})",
                     flush=True,
                 )
+                print(f"{'':<26} slowest cells (correct): {_slowest_cells(graded)}", flush=True)
                 shutil.rmtree(root, ignore_errors=True)
     os.environ.pop(budget.GRADING_RUN_VARIABLE, None)
     if len(sizes) > 1:
