@@ -46,7 +46,7 @@ from autograder.grading.course import (
     notebook_names,
 )
 from autograder.grading.grade import format_results, grade_assignment
-from autograder.grading.samples import write_samples
+from autograder.grading.samples import kernels_at_once, write_samples
 from autograder.translation.catalog import (
     catalogs,
     merge,
@@ -147,9 +147,11 @@ def _demo(root: Path, timeout: float, all_samples: bool = False) -> int:
         shutil.rmtree(root)
     labs = assignments(REPO_ROOT)
     make_course_root(root, labs)
-    workers = cores()  # one single-thread kernel a core: the most students an hour
     for assignment in labs:
         samples = write_samples(assignment, root, REPO_ROOT, demo_only=not all_samples)
+        # One kernel a core, each with the cores' share of threads: a lab whose only
+        # sample that runs is the correct one grades it with every core.
+        workers = kernels_at_once(samples, cores())
         start = time.time()
         print(
             f"\ngrading {len(samples)} sample submissions of {assignment} in {root}, "

@@ -10,74 +10,28 @@ translation commands) does not import torch and matplotlib for nothing.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from labkit.config import RunConfig, default_device, seed_everything
-    from labkit.data import ImageData, as_dataset, load_cifar10, load_fashion_mnist, load_mnist
-    from labkit.plots import (
-        plot_confusion_matrix,
-        plot_error_curves,
-        plot_histories,
-        plot_history,
-        plot_tradeoff,
-        show_images,
-        show_predictions,
-        show_samples,
-    )
-    from labkit.profile import count_flops, time_forward
-    from labkit.summary import capture_summary, count_parameters, record_outputs
-    from labkit.train import History, evaluate, fit
-
-__all__ = [
-    "History",
-    "ImageData",
-    "RunConfig",
-    "as_dataset",
-    "capture_summary",
-    "count_flops",
-    "count_parameters",
-    "default_device",
-    "evaluate",
-    "fit",
-    "load_cifar10",
-    "load_fashion_mnist",
-    "load_mnist",
-    "plot_confusion_matrix",
-    "plot_error_curves",
-    "plot_histories",
-    "plot_history",
-    "plot_tradeoff",
-    "record_outputs",
-    "seed_everything",
-    "show_images",
-    "show_predictions",
-    "show_samples",
-    "time_forward",
-]
-# the module of the kit that defines each name above
-_HOMES = {
-    **dict.fromkeys(("RunConfig", "default_device", "seed_everything"), "config"),
-    **dict.fromkeys(
-        ("ImageData", "as_dataset", "load_cifar10", "load_fashion_mnist", "load_mnist"), "data"
+# The kit's names, by the module that defines them.
+_MODULES = {
+    "config": ("RunConfig", "default_device", "seed_everything"),
+    "data": ("ImageData", "as_dataset", "load_cifar10", "load_fashion_mnist", "load_mnist"),
+    "plots": (
+        "plot_confusion_matrix",
+        "plot_error_curves",
+        "plot_histories",
+        "plot_history",
+        "plot_tradeoff",
+        "show_images",
+        "show_predictions",
+        "show_samples",
     ),
-    **dict.fromkeys(
-        (
-            "plot_confusion_matrix",
-            "plot_error_curves",
-            "plot_histories",
-            "plot_history",
-            "plot_tradeoff",
-            "show_images",
-            "show_predictions",
-            "show_samples",
-        ),
-        "plots",
-    ),
-    **dict.fromkeys(("count_flops", "time_forward"), "profile"),
-    **dict.fromkeys(("capture_summary", "count_parameters", "record_outputs"), "summary"),
-    **dict.fromkeys(("History", "evaluate", "fit"), "train"),
+    "profile": ("count_flops", "time_forward"),
+    "summary": ("capture_summary", "count_parameters", "record_outputs"),
+    "train": ("History", "evaluate", "fit"),
 }
+_HOMES = {name: module for module, names in _MODULES.items() for name in names}
+__all__ = sorted(_HOMES)
 
 
 def __getattr__(name: str) -> Any:

@@ -2,7 +2,7 @@
 
 A graded notebook runs every cell a test depends on, and nothing else at full cost:
 
-- Training runs at the token size (``labkit.config``'s ``grade``: 60 training and 30
+- Training runs at the token size (``labkit.config``'s ``grade``: 150 training and 20
   test images per class), set in the kernel's environment (``sandbox.kernel_env``,
   ``course.nbgrader``). The checks on a run ask that it trains and learns, not how well
   (``autograder.checks.training``).

@@ -21,6 +21,7 @@ __all__ = [
     "Sample",
     "answered",
     "edition_student",
+    "kernels_at_once",
     "replace_in",
     "samples_for",
     "without_cell",
@@ -81,6 +82,7 @@ class Sample:
     expected: str  # what grading must make of it, in words
     build: Callable[[NotebookNode, NotebookNode], NotebookNode | str]
     demo: bool = True  # graded by `make demo` (the others with --all-samples)
+    runs: bool = True  # its cells run in a kernel (False: refused before any cell runs)
 
 
 def _common() -> list[Sample]:
@@ -92,6 +94,7 @@ def _common() -> list[Sample]:
             "sample-corrupted",
             "not graded (invalid); the batch goes on",
             lambda s, r: nbformat.writes(answered(s, r))[:5000],
+            runs=False,
         ),
     ]
 
@@ -136,6 +139,12 @@ def samples_for(assignment: str, demo_only: bool = False) -> list[Sample]:
     ``demo_only``, those ``make demo`` grades by default)."""
     samples = _common() + _SPECIFIC.get(assignment, [])
     return [sample for sample in samples if sample.demo or not demo_only]
+
+
+def kernels_at_once(samples: list[Sample], available: int) -> int:
+    """How many samples to grade at once on ``available`` cores: one per core, but no more
+    than the samples that run a kernel, so that a lone one gets every core's thread."""
+    return max(1, min(available, sum(sample.runs for sample in samples)))
 
 
 def edition_student(student: str, language: str = "en") -> str:

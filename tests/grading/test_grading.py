@@ -31,7 +31,12 @@ from autograder.grading.grade import (
     grade_assignment,
 )
 from autograder.grading.preflight import prepare_submission
-from autograder.grading.samples import edition_student, samples_for, write_samples
+from autograder.grading.samples import (
+    edition_student,
+    kernels_at_once,
+    samples_for,
+    write_samples,
+)
 
 DAY04 = "day04_resnet"
 DAY06 = "day06_depth_study"
@@ -100,6 +105,24 @@ def test_every_sample_is_accounted_for(graded):
     assignment, _, results = graded
     students = {s.student for s in samples_for(assignment)}
     assert set(results) == students | {edition_student(s, "ko") for s in students}
+
+
+@pytest.mark.slow
+def test_a_sample_runs_in_a_kernel_unless_it_is_refused(graded):
+    """``Sample.runs``, which sizes ``make demo``'s workers, says what grading does."""
+    assignment, _, results = graded
+    for sample in samples_for(assignment):
+        assert sample.runs == (results[sample.student].status != INVALID), sample.student
+
+
+def test_make_demo_gives_a_lone_running_sample_every_core():
+    day01 = samples_for("day01_conv_arithmetic", demo_only=True)  # correct, corrupted
+    assert [s.runs for s in day01] == [True, False]
+    assert kernels_at_once(day01, 2) == 1  # one kernel, two threads
+    assert kernels_at_once(samples_for("day01_conv_arithmetic"), 2) == 2  # with untouched
+    day04 = samples_for(DAY04, demo_only=True)
+    assert sum(s.runs for s in day04) == 3
+    assert (kernels_at_once(day04, 2), kernels_at_once(day04, 16)) == (2, 3)
 
 
 @pytest.mark.slow
