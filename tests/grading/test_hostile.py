@@ -171,7 +171,7 @@ def graded(tmp_path_factory) -> Iterator[Graded]:
         writes = HostWrites([scratch, root, outside.parent, Path("/dev/shm")])
         try:
             # One single-thread kernel per core, as a class is graded: eight probe
-            # submissions took 60 s so against 126 s one at a time, measured side by side.
+            # submissions took 60 s this way against 126 s one at a time, side by side.
             results = grade_assignment(
                 ASSIGNMENT,
                 root,
