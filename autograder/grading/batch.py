@@ -82,13 +82,17 @@ def cores() -> int:
 
 
 def plan_workers(
-    workers: int | None, available: int | None = None, process_cap: int | None = None
+    workers: int | None,
+    available: int | None = None,
+    process_cap: int | None = None,
+    students: int | None = None,
 ) -> tuple[int, int]:
     """(workers, threads per kernel) on a machine with ``available`` cores.
 
     Threads per kernel come from ``OMP_NUM_THREADS`` when it is set (torch reads it),
     else the cores shared among the workers; workers, when not given, are as many as
-    the cores hold kernels of that many threads. ``process_cap``: the sandbox's cap on
+    the cores hold kernels of that many threads, and no more than the ``students`` to
+    grade (one student graded again gets every core). ``process_cap``: the sandbox's cap on
     processes and threads, which every sandboxed kernel counts against together (they
     run as one user); workers are fewer when more kernels would not fit under it.
     """
@@ -102,6 +106,8 @@ def plan_workers(
         return fixed or max(1, available // count)
 
     count = workers if workers is not None else max(1, available // (fixed or 1))
+    if workers is None and students:
+        count = min(count, students)
     while process_cap and count > 1 and count * (KERNEL_TASKS + threads(count)) > process_cap:
         count -= 1
     return count, threads(count)
@@ -451,7 +457,8 @@ def grade_batch(
     expected = grade.notebook_names(assignment, root)
     sandboxed = _sandbox_for(use_sandbox, cluster)
     cap = sandbox.MAX_PROCESSES if sandboxed and cluster is None else None
-    planned, threads = plan_workers(workers, process_cap=cap)
+    to_grade = len(chosen) if chosen is not None else len(students)
+    planned, threads = plan_workers(workers, process_cap=cap, students=to_grade)
     if workers is not None and planned < workers:
         print(
             f"  --workers {workers}: only {planned} sandboxed kernels fit under the sandbox's "

@@ -258,6 +258,10 @@ def test_workers_follow_the_cores_and_the_threads_each_kernel_uses(monkeypatch):
     assert batch.plan_workers(1, available=8) == (1, 8)
     assert batch.plan_workers(3, available=8) == (3, 2)
     assert batch.plan_workers(16, available=8) == (16, 1)
+    # one student (graded again, or from the formgrader's button) gets every core
+    assert batch.plan_workers(None, available=8, students=1) == (1, 8)
+    assert batch.plan_workers(None, available=8, students=3) == (3, 2)
+    assert batch.plan_workers(2, available=8, students=1) == (2, 4)  # as asked
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert batch.plan_workers(None, available=8) == (4, 2)
     assert batch.plan_workers(None, available=1) == (1, 2)

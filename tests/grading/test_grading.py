@@ -50,7 +50,7 @@ def graded(request, tmp_path_factory) -> tuple[str, Path, dict[str, Result]]:
     root = make_course_root(tmp_path_factory.mktemp(assignment), [assignment])
     write_samples(assignment, root, REPO_ROOT)
     write_samples(assignment, root, REPO_ROOT, language="ko")  # the Korean edition's
-    # One single-thread kernel per core, as `make demo` grades a lab: the batch driver
+    # One single-thread kernel per core, as a class is graded: the batch driver
     # leaves what the serial one leaves (test_batch_grading.py); here, with a Korean twin
     # of every sample, it took Days 4 and 6 in 530 s against 1,139 s one at a time.
     results = grade_assignment(assignment, root, timeout=900, workers=cores())
