@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from nbformat import NotebookNode
 
 __all__ = [
@@ -261,13 +263,23 @@ def _always_needed(cell: NotebookNode, release_only: bool) -> bool:
     return bool(meta.get("solution") or meta.get("grade"))
 
 
-def unread_cells(nb: NotebookNode, release_only: bool = False) -> list[SkippedCell]:
+def unread_cells(
+    nb: NotebookNode,
+    release_only: bool = False,
+    needed: Callable[[NotebookNode], bool] | None = None,
+) -> list[SkippedCell]:
     """The code cells that no test reads, directly or through the cells it needs.
 
     Needed: every test cell and every cell a student writes (a solution cell; with
     ``release_only``, also any cell preflight did not mark as the release's, unchanged),
     any cell that does not parse (magics included), and, going backwards, every cell
-    that binds or changes a name that a later needed cell reads."""
+    that binds or changes a name that a later needed cell reads. ``needed`` replaces the
+    first rule: the cells it is true of are the ones needed for themselves."""
+    if needed is None:
+
+        def needed(cell: NotebookNode) -> bool:
+            return _always_needed(cell, release_only)
+
     code = {i: c for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()}
     parsed = {i: _names(c.source) for i, c in code.items()}
     # torch.manual_seed(0) or plt.show() does not make a cell the maker of `torch`, `plt`
@@ -277,7 +289,7 @@ def unread_cells(nb: NotebookNode, release_only: bool = False) -> list[SkippedCe
     for index in sorted(code, reverse=True):
         cell, names = code[index], parsed[index]
         changes = set() if names is None else names.binds | (names.receivers - modules)
-        if names is None or _always_needed(cell, release_only) or changes & read:
+        if names is None or needed(cell) or changes & read:
             read |= names.free if names is not None else set()
             if names is None:
                 return [s for s in skipped if s.index > index]  # nothing before it is known

@@ -4,7 +4,6 @@ badge, the language cell, and no solution text."""
 
 from __future__ import annotations
 
-import ast
 import copy
 
 import nbformat
@@ -21,6 +20,7 @@ from autograder.translation.edition import (
 )
 from autograder.translation.extract import public_source
 from labkit.i18n import LANGUAGES
+from tests.translation import code_without_words
 
 LABS = [(a, n) for a in assignments() for n in notebook_names(a)]
 IDS = [f"{a}/{n}" for a, n in LABS]
@@ -57,23 +57,26 @@ def test_korean_notebook_has_the_same_graded_cells(assignment, name):
     assert graded and len(set(graded)) == len(graded)
 
 
-def _without_strings(source: str) -> str | None:
-    """The code of ``source`` with every string literal emptied (None: not Python)."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return None
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            node.value = ""
-        elif isinstance(node, ast.JoinedStr):
-            node.values = []
-    return ast.dump(tree)
+def test_code_without_words_tells_code_that_prints_other_values():
+    english = 'print(f"{n:,} images in {len(batches)} batches")'
+    assert code_without_words(english) == code_without_words(
+        'print(f"배치 {len(batches)}개에 {n:,}장")'
+    )
+    for changed in (
+        'print(f"{n:.1f} images in {len(batches)} batches")',  # a format spec
+        'print(f"{m:,} images in {len(batches)} batches")',  # a field
+        'print(f"{n!r:,} images in {len(batches)} batches")',  # a conversion
+        'print(f"{n:,} images")',  # a field dropped
+        'print(f"{n:,} images in {len(batches)} batches", end="")',  # the code around it
+    ):
+        assert code_without_words(changed) != code_without_words(english), changed
+    assert code_without_words('print("one batch" ') is None
 
 
 @pytest.mark.parametrize(("assignment", "name"), LABS, ids=IDS)
 def test_korean_code_differs_only_in_printed_text(assignment, name):
-    """Same code in every cell: only string literals differ, and the code still parses."""
+    """Same code in every cell: only the words of string literals differ (f-strings keep
+    their fields), and the code still parses."""
     english, korean = _pair(assignment, name)
     by_id = {c.get("id"): c for c in english.cells}
     for cell in korean.cells:
@@ -82,8 +85,8 @@ def test_korean_code_differs_only_in_printed_text(assignment, name):
         before = by_id[cell.get("id")].source
         if before == cell.source:
             continue
-        assert _without_strings(before) is not None, f"{cell.get('id')}: changed, not Python"
-        assert _without_strings(cell.source) == _without_strings(before), cell.get("id")
+        assert code_without_words(before) is not None, f"{cell.get('id')}: changed, not Python"
+        assert code_without_words(cell.source) == code_without_words(before), cell.get("id")
 
 
 @pytest.mark.parametrize(("assignment", "name"), LABS, ids=IDS)
