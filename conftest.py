@@ -9,12 +9,16 @@ variable is set either way, so that sandboxed grading kernels are told where it 
 The notebooks run at the size grading uses (``LABKIT_RUN=grade``, the token size) unless
 ``LABKIT_RUN`` says otherwise: every cell runs, on less data. ``LABKIT_RUN=fast make
 test`` runs them at the size a student's CPU gets.
+
+Every test leaves the process's environment as it found it (``_environment_kept``).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent
 STANDINS = ROOT / "build" / "standins" / "cifar10"
@@ -70,3 +74,16 @@ def pytest_report_header(config):
             "(set LABKIT_MNIST to an MNIST folder for the real thing)"
         )
     return lines
+
+
+@pytest.fixture(autouse=True)
+def _environment_kept():
+    """Put back whatever a test changed in ``os.environ`` without monkeypatch. Dask's
+    Nanny sets OMP_NUM_THREADS, MKL_NUM_THREADS and OPENBLAS_NUM_THREADS to 1 in the
+    process that starts it, and every kernel started later inherits them: after the
+    cluster tests, the notebooks under nbval trained on one thread of two."""
+    kept = os.environ.copy()
+    yield
+    if os.environ != kept:
+        os.environ.clear()
+        os.environ.update(kept)
