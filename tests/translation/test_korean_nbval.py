@@ -13,8 +13,8 @@ that ran in English:
   stored output is translated too) run in Korean, with the setup and language cells and
   every cell they need.
 
-Running the whole twin under nbval again trained every lab's models a second time (Days
-3 and 5 took 163 s and 181 s of a CI run) to check code the first run already ran.
+Running the whole twin under nbval trained every lab's models a second time, to check
+code that the English run had already run.
 """
 
 from __future__ import annotations
