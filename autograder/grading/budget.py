@@ -23,6 +23,7 @@ grade, never raise it, and the checks read nothing that way.
 from __future__ import annotations
 
 import ast
+import functools
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -275,11 +276,7 @@ def unread_cells(
     any cell that does not parse (magics included), and, going backwards, every cell
     that binds or changes a name that a later needed cell reads. ``needed`` replaces the
     first rule: the cells it is true of are the ones needed for themselves."""
-    if needed is None:
-
-        def needed(cell: NotebookNode) -> bool:
-            return _always_needed(cell, release_only)
-
+    needed = needed or functools.partial(_always_needed, release_only=release_only)
     code = {i: c for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()}
     parsed = {i: _names(c.source) for i, c in code.items()}
     # torch.manual_seed(0) or plt.show() does not make a cell the maker of `torch`, `plt`
