@@ -31,6 +31,18 @@ def _grade_cells(nb) -> list:
     return [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
 
 
+def _self_checks(nb) -> list:
+    """Check cells that earn no points: locked, with a ``check_`` grade id (Day 3's check
+    on the VGG-16 run, which grading skips: its VGG-19 run is graded the same way)."""
+    return [
+        c
+        for c in nb.cells
+        if (meta := c.metadata.get("nbgrader", {})).get("locked")
+        and not meta.get("grade")
+        and meta.get("grade_id", "").startswith("check_")
+    ]
+
+
 def test_there_is_a_lab():
     assert ("day04_resnet", "resnet.ipynb") in LABS
 
@@ -86,8 +98,8 @@ def test_untouched_release_fails_every_test_and_stops_only_at_stubs(assignment, 
     """Run as a student gets it: every test cell fails, and other cells fail with
     NotImplementedError, never a NameError.
 
-    Test cells may fail however their subject does; every other cell either runs
-    or raises the stub's NotImplementedError. (Executed once for both: that
+    Test cells and self-checks may fail however their subject does; every other cell
+    either runs or raises the stub's NotImplementedError. (Executed once for both: that
     nbgrader scores the untouched release 0 is tests/grading/test_grading.py's.)
     """
     path = REPO_ROOT / "notebooks" / assignment / name
@@ -95,7 +107,7 @@ def test_untouched_release_fails_every_test_and_stops_only_at_stubs(assignment, 
     NotebookClient(
         nb, timeout=600, allow_errors=True, resources={"metadata": {"path": str(path.parent)}}
     ).execute()
-    grade_ids = {id(c) for c in _grade_cells(nb)}
+    checks = {id(c) for c in [*_grade_cells(nb), *_self_checks(nb)]}
     errors = {
         i: output.ename
         for i, cell in enumerate(nb.cells)
@@ -106,18 +118,18 @@ def test_untouched_release_fails_every_test_and_stops_only_at_stubs(assignment, 
     assert errors, "the untouched notebook ran without a single NotImplementedError"
     passing = [
         c.metadata.nbgrader["grade_id"]
-        for c in _grade_cells(nb)
+        for c in [*_grade_cells(nb), *_self_checks(nb)]
         if not any(o.output_type == "error" for o in c.outputs)
     ]
     assert not passing, f"test cells that pass on the untouched release: {passing}"
     bad = {
         i: ename
         for i, ename in errors.items()
-        if ename != "NotImplementedError" and id(nb.cells[i]) not in grade_ids
+        if ename != "NotImplementedError" and id(nb.cells[i]) not in checks
     }
     assert not bad, f"cells failing with something other than NotImplementedError: {bad}"
     assert "NameError" not in {
-        ename for i, ename in errors.items() if id(nb.cells[i]) not in grade_ids
+        ename for i, ename in errors.items() if id(nb.cells[i]) not in checks
     }
 
 

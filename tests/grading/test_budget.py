@@ -130,6 +130,24 @@ def test_day05s_comparison_is_not_run_while_grading():
     assert not trained & skipped
 
 
+def test_day03_grades_the_vgg19_run_and_skips_the_vgg16_one():
+    """The assignment is VGG-19's run (the course slides); VGG-16's, built by the same
+    `make_layers` and `VGG`, has a self-check that earns no points, and is not run."""
+    path = REPO_ROOT / "solutions" / "day03_vgg" / "vgg.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    skipped = {
+        nb.cells[c.index].metadata.get("nbgrader", {}).get("grade_id") for c in unread_cells(nb)
+    }
+    assert {"train_vgg16", "check_training_vgg16"} <= skipped
+    assert "train_vgg19" not in skipped
+    graded = {
+        c.metadata.nbgrader["grade_id"]
+        for c in nb.cells
+        if c.metadata.get("nbgrader", {}).get("grade")
+    }
+    assert "test_training_vgg19" in graded
+
+
 @pytest.mark.parametrize(
     ("value", "run", "skips"),
     [(None, "grade", True), ("grade", "grade", True), ("FAST", "fast", False)],
