@@ -27,6 +27,7 @@ __all__ = [
     "REPO_ROOT",
     "assignments",
     "find_leaks",
+    "generate_feedback",
     "generate_release",
     "make_course_root",
     "nbgrader",
@@ -98,6 +99,38 @@ def nbgrader(
     env["LABKIT_GRADING_DRIVER"] = "1"  # autograde runs only from here (grading/entry.py)
     env["LABKIT_RUN"] = budget.grading_run()  # an unsandboxed kernel inherits it
     return run_capped(command, root, timeout, env)
+
+
+_FEEDBACK_LOCK = threading.Lock()
+
+
+def generate_feedback(assignment: str, root: Path, student: str | None = None) -> str | None:
+    """``nbgrader generate_feedback ASSIGNMENT [--student STUDENT] --force`` on the course in
+    ``root``, run in this process: None when it worked, else its log and traceback.
+
+    A process of its own would cost about 3 s a student (Python, nbgrader and nbconvert
+    imported again) for under half a second of work; a batch writes each student's
+    feedback right after grading, so that adds up. Nothing here runs student code: the
+    kernel is done, and the pages are built from the autograded notebook by the course's
+    exporter and sanitisers (``nbgrader_config.py``). One page at a time: nbgrader's
+    converters share their loggers and templates."""
+    from nbgrader.converters import GenerateFeedback
+    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.utils import capture_log
+    from traitlets.config.loader import PyFileConfigLoader
+
+    root = Path(root).resolve()
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+    config.CourseDirectory.root = str(root)
+    config.CourseDirectory.assignment_id = assignment
+    config.CourseDirectory.student_id = student or "*"
+    with _FEEDBACK_LOCK:
+        converter = GenerateFeedback(coursedir=CourseDirectory(config=config), config=config)
+        converter.force = True
+        outcome = capture_log(converter)
+    if outcome["success"]:
+        return None
+    return "\n".join(filter(None, [outcome.get("log"), outcome.get("error")])) or "no output"
 
 
 def stop_running() -> int:

@@ -46,6 +46,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from autograder.grading import intake, sandbox
 from autograder.grading.course import (
     REPO_ROOT,
+    generate_feedback,
     generate_release,
     nbgrader,
     notebook_names,
@@ -335,9 +336,9 @@ def grade_assignment(
             results.append(result)
     results = _with_scores(assignment, root, results)
     if feedback and any(r.status == GRADED for r in results):
-        run = nbgrader(["generate_feedback", assignment, "--force"], root)
-        if run.returncode != 0:
-            print(f"  feedback: nbgrader generate_feedback failed: {last_error(run.stderr)}")
+        error = generate_feedback(assignment, root)
+        if error:
+            print(f"  feedback: nbgrader generate_feedback failed: {last_error(error)}")
     results = [withhold_leaking_feedback(assignment, root, expected, r) for r in results]
     _write_records(assignment, root, results)
     return results

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograder.grading import grade, sandbox
-from autograder.grading.course import REPO_ROOT, nbgrader
+from autograder.grading.course import REPO_ROOT, generate_feedback
 from autograder.grading.grade import FAILED, Result, last_error
 from autograder.grading.rows import Rows, export_rows, import_rows
 from autograder.grading.tree import Tree, digest, read_tree, write_tree
@@ -150,10 +150,9 @@ def run_task(task: Task, course: CourseFiles, stopping: threading.Event | None =
         if stopping is not None and stopping.is_set():
             raise Interrupted(student)
         if task.feedback and (root / "autograded" / student / assignment).is_dir():
-            args = ["generate_feedback", assignment, f"--student={student}", "--force"]
-            run = nbgrader(args, root)
-            if run.returncode != 0:
-                notes.append(f"nbgrader generate_feedback failed: {last_error(run.stderr)}")
+            error = generate_feedback(assignment, root, student)
+            if error:
+                notes.append(f"nbgrader generate_feedback failed: {last_error(error)}")
         # as the serial driver: a page that would quote hidden tests is deleted, and flagged
         result = grade.withhold_leaking_feedback(assignment, root, list(course.expected), result)
         files = {name: read_tree(root / name / student / assignment) for name in OUTPUT_FOLDERS}

@@ -29,9 +29,15 @@ import pytest
 from distributed import LocalCluster, Nanny, Scheduler, SpecCluster
 from nbgrader.api import Gradebook
 
-from autograder.grading.course import REPO_ROOT, generate_release, make_course_root
+from autograder.grading.course import (
+    REPO_ROOT,
+    generate_feedback,
+    generate_release,
+    make_course_root,
+    nbgrader,
+)
 from autograder.grading.entry import DRIVER_VARIABLE
-from autograder.grading.grade import FAILED, GRADED, INVALID, grade_assignment
+from autograder.grading.grade import FAILED, GRADED, INVALID, grade_assignment, last_error
 from autograder.grading.ledger import read_journal, read_record
 from autograder.grading.samples import answered, write_samples
 from tests.grading.hostile import ASSIGNMENT as PROBE_LAB
@@ -109,12 +115,43 @@ def day01(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def day01_serial(day01, tmp_path_factory) -> dict:
+def day01_serial_root(day01, tmp_path_factory) -> Path:
+    """Day 1's samples graded by the serial driver (copy it before changing it)."""
     root = tmp_path_factory.mktemp("serial") / "course"
     shutil.copytree(day01, root)
     results = grade_assignment(DAY01, root, timeout=900)
     assert {r.status for r in results} == {GRADED, INVALID}, results
-    return _state(root, DAY01)
+    return root
+
+
+@pytest.fixture(scope="module")
+def day01_serial(day01_serial_root) -> dict:
+    return _state(day01_serial_root, DAY01)
+
+
+def _pages(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes() for p in (root / "feedback").rglob("*.html")
+    }
+
+
+def test_feedback_written_in_process_is_what_nbgrader_generate_feedback_writes(
+    day01_serial_root, tmp_path
+):
+    """The driver builds feedback pages in its own process (``generate_feedback``): byte
+    for byte the pages the command writes, and its errors say what was missing."""
+    root = tmp_path / "course"
+    shutil.copytree(day01_serial_root, root)
+    written = _pages(root)
+    graded = {row["student"] for row in _csv(root, DAY01) if row["status"] == GRADED}
+    assert {Path(page).parts[1] for page in written} == graded
+    shutil.rmtree(root / "feedback")
+    run = nbgrader(["generate_feedback", DAY01, "--force"], root)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert _pages(root) == written
+    error = generate_feedback(DAY01, root, "nobody")
+    assert "No notebooks were matched" in last_error(error), error
+    assert "nobody" in error
 
 
 def test_parallel_workers_leave_what_the_serial_driver_leaves(day01, day01_serial, tmp_path):
