@@ -9,6 +9,8 @@ the demo and the tests) so that grading never touches the repository's state.
 from __future__ import annotations
 
 import contextlib
+import io
+import logging
 import os
 import re
 import shutil
@@ -16,6 +18,7 @@ import signal
 import subprocess
 import sys
 import threading
+import traceback
 from pathlib import Path
 
 import nbformat
@@ -113,24 +116,32 @@ def generate_feedback(assignment: str, root: Path, student: str | None = None) -
     feedback right after grading, so that adds up. Nothing here runs student code: the
     kernel is done, and the pages are built from the autograded notebook by the course's
     exporter and sanitisers (``nbgrader_config.py``). One page at a time: nbgrader's
-    converters share their loggers and templates."""
+    converters share their loggers and templates. Its failure is returned, never raised:
+    a student without feedback is reported, and the batch goes on."""
     from nbgrader.converters import GenerateFeedback
     from nbgrader.coursedir import CourseDirectory
-    from nbgrader.utils import capture_log
     from traitlets.config.loader import PyFileConfigLoader
 
-    root = Path(root).resolve()
-    config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
-    config.CourseDirectory.root = str(root)
-    config.CourseDirectory.assignment_id = assignment
-    config.CourseDirectory.student_id = student or "*"
-    with _FEEDBACK_LOCK:
-        converter = GenerateFeedback(coursedir=CourseDirectory(config=config), config=config)
-        converter.force = True
-        outcome = capture_log(converter)
-    if outcome["success"]:
-        return None
-    return "\n".join(filter(None, [outcome.get("log"), outcome.get("error")])) or "no output"
+    log = io.StringIO()
+    handler = logging.StreamHandler(log)
+    handler.setFormatter(logging.Formatter("[%(levelname)s] %(message)s"))
+    try:
+        root = Path(root).resolve()
+        config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+        config.CourseDirectory.root = str(root)
+        config.CourseDirectory.assignment_id = assignment
+        config.CourseDirectory.student_id = student or "*"
+        with _FEEDBACK_LOCK:
+            converter = GenerateFeedback(coursedir=CourseDirectory(config=config), config=config)
+            converter.force = True
+            converter.log.addHandler(handler)
+            try:
+                converter.start()
+            finally:
+                converter.log.removeHandler(handler)
+    except Exception:
+        return log.getvalue() + traceback.format_exc()
+    return None
 
 
 def stop_running() -> int:
