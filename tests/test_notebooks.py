@@ -107,7 +107,8 @@ def test_untouched_release_fails_every_test_and_stops_only_at_stubs(assignment, 
     NotebookClient(
         nb, timeout=600, allow_errors=True, resources={"metadata": {"path": str(path.parent)}}
     ).execute()
-    checks = {id(c) for c in [*_grade_cells(nb), *_self_checks(nb)]}
+    check_cells = [*_grade_cells(nb), *_self_checks(nb)]
+    checks = {id(c) for c in check_cells}
     errors = {
         i: output.ename
         for i, cell in enumerate(nb.cells)
@@ -118,7 +119,7 @@ def test_untouched_release_fails_every_test_and_stops_only_at_stubs(assignment, 
     assert errors, "the untouched notebook ran without a single NotImplementedError"
     passing = [
         c.metadata.nbgrader["grade_id"]
-        for c in [*_grade_cells(nb), *_self_checks(nb)]
+        for c in check_cells
         if not any(o.output_type == "error" for o in c.outputs)
     ]
     assert not passing, f"test cells that pass on the untouched release: {passing}"
