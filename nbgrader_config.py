@@ -59,9 +59,13 @@ c.Execute.raise_on_iopub_timeout = False
 # test source around it: hidden tests stay hidden, so every assert carries a message.
 # The guard (autograder/grading/guard.py) keeps it so, and puts back whatever student
 # code replaces of what the checks rely on, and says so.
+# No history database: its thread would write to the kernel's /tmp, which student code can
+# fill, and print its "database or disk is full" error into whatever a later check was
+# capturing (a summary table, say).
 c.Execute.extra_arguments = [
     "--InteractiveShell.xmode=Minimal",
     "--IPKernelApp.extensions=autograder.grading.guard",
+    "--HistoryManager.enabled=False",
 ]
 c.LimitOutput.max_lines = 1000
 # Every output is in once the last cell has run: stop the kernel at once instead of

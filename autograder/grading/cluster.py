@@ -10,18 +10,23 @@ coordinator uses. An unfit worker is named with what it lacks and its students g
 the others; with no fit worker at all, every student is reported ``failed`` with the
 reasons. Workers that join later are checked when they appear.
 
-Tasks are pinned to fit workers; when every worker a task may run on has left (a dead
-worker comes back from its nanny under a new address), the task counts as not finished:
-it is retried once elsewhere, then reported ``failed``, as a local task that raised.
-Dask's scheduler also retries a task whose worker died (``allowed-failures``, 3 by
-default); the instructor's guide shows how to leave that to the kit. The course files
-are sent to the fit workers once; when the last worker holding them dies, they are sent
-again to the fit workers alive, and the tasks that lost them are graded again without
-counting a try.
+Each task is pinned to one fit worker with a thread free, so that no student waits on a
+worker behind another one (if that worker died, Dask would count it against both). The
+coordinator asks the scheduler which workers are alive when it hands out a student, when
+a task fails, and at most a second before it counts the free threads. When the worker a
+task is pinned to has left (a dead worker comes back from its nanny under a new address),
+the task counts as not finished: it is retried once elsewhere, then reported ``failed``,
+as a local task that raised. Dask's scheduler also retries a task whose worker died
+(``allowed-failures``, 3 by default); the instructor's guide shows how to leave that to
+the kit. The course files are sent to the fit workers once; when the last worker holding
+them dies, they are sent again to the fit workers alive, and the tasks that lost them are
+graded again without counting a try.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import os
 import shutil
 import sys
@@ -43,6 +48,7 @@ from autograder.grading.tree import digest
 __all__ = ["ClusterRunner", "check_worker", "grade_on_worker", "kit_fingerprint"]
 
 _REFRESH_S = 10.0  # how often the coordinator looks for workers that joined or left
+_CURRENT_S = 1.0  # how old that list may be when it counts the free threads
 _NO_WORKER_S = 120.0  # how long it waits for a fit worker before giving up
 _INSTALL = "install the kit there as here (pip install -c constraints.txt -e '.[grading]')"
 
@@ -176,7 +182,17 @@ class ClusterRunner:
 
     @property
     def capacity(self) -> int:
+        if time.monotonic() - self._checked_at > _CURRENT_S:
+            self._refresh()
         return sum(self.fit[w] for w in self._live_fit())
+
+    def _least_busy(self) -> str:
+        """The live fit worker with the most threads free: each task is pinned to one, so
+        that no worker holds a student waiting behind another (Dask would queue it there,
+        and count a try against it if that worker died)."""
+        busy = collections.Counter(w for pinned in self._pinned.values() for w in pinned)
+        candidates = self._live_fit() or sorted(self.fit)  # none alive: wait() says so
+        return max(candidates, key=lambda w: (self.fit[w] - busy[w], w))
 
     def _live_fit(self) -> list[str]:
         return sorted(w for w in self.fit if w in self._alive)
@@ -230,11 +246,13 @@ class ClusterRunner:
             time.sleep(1)
 
     def submit(self, task: Task) -> object:
-        workers = self._live_fit()
+        course = self._course_on_cluster()
+        self._refresh()  # a worker that died a moment ago takes no student
+        workers = [self._least_busy()]
         future = self.client.submit(
             grade_on_worker,
             task,
-            self._course_on_cluster(),
+            course,
             key=f"grade-{task.student}-{os.urandom(4).hex()}",
             workers=workers,
             allow_other_workers=False,
@@ -274,6 +292,10 @@ class ClusterRunner:
                 raise NotTried(
                     "the course files it needed were lost with a worker that died"
                 ) from error
+            raise
+        except Exception:
+            with contextlib.suppress(Exception):  # the task's own error is what counts
+                self._refresh()  # its worker may have died: hand out nothing more to it
             raise
 
     def lost(self, handles: list[object]) -> dict[object, str]:

@@ -481,6 +481,24 @@ def test_an_unreachable_cluster_says_how_to_start_one(course, monkeypatch):
     assert read_journal(course, ASSIGNMENT) == []
 
 
+def test_a_cluster_task_goes_to_a_live_worker_with_a_thread_free():
+    """Never behind another student on one worker, never to a worker that left."""
+    from autograder.grading.cluster import ClusterRunner
+
+    runner = ClusterRunner.__new__(ClusterRunner)  # no scheduler: only the choice
+    runner.fit = {"tcp://a": 1, "tcp://b": 1, "tcp://c": 2}
+    runner._alive = {"tcp://a", "tcp://b", "tcp://c"}
+    runner._pinned = {"f1": ["tcp://c"], "f2": ["tcp://c"], "f3": ["tcp://b"]}
+    assert runner._least_busy() == "tcp://a"
+    runner._alive.discard("tcp://a")  # it died; its nanny brings it back under a new address
+    runner._pinned.pop("f1")
+    assert runner._least_busy() == "tcp://c"
+    runner._pinned["f4"] = ["tcp://c"]
+    runner._alive = {"tcp://b", "tcp://c", "tcp://a2"}
+    runner.fit["tcp://a2"] = 1
+    assert runner._least_busy() == "tcp://a2"
+
+
 # ---- autograde only through the driver ----------------------------------------------------
 
 

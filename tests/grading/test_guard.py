@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import nbformat
 import pytest
+from traitlets.config.loader import PyFileConfigLoader
 
+from autograder.grading.course import REPO_ROOT
 from autograder.grading.scoring import GUARD_KEY, OUTCOME_KEY, RecordOutcome, guard_flags
 
 pytestmark = pytest.mark.slow
@@ -35,7 +37,12 @@ CELLS = [
     ("unregister", "ip = get_ipython()\nip.events.callbacks['pre_run_cell'].clear()"),
     ("after-unregister", "print('callbacks:', len(ip.events.callbacks['pre_run_cell']))"),
     ("raises", "raise ValueError('no verdict after a raise')"),
+    ("history", "h = get_ipython().history_manager\nprint('history', h.enabled, h.save_thread)"),
 ]
+
+
+def _course_config():
+    return PyFileConfigLoader("nbgrader_config.py", path=str(REPO_ROOT)).load_config()
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +56,7 @@ def graded() -> dict[str, nbformat.NotebookNode]:
     runner = RecordOutcome(
         timeout=300,
         allow_errors=True,
-        extra_arguments=[
-            "--InteractiveShell.xmode=Minimal",
-            "--IPKernelApp.extensions=autograder.grading.guard",
-        ],
+        extra_arguments=_course_config().Execute.extra_arguments,  # as grading starts it
     )
     runner.preprocess(nb, {})
     return {name: cell for (name, _), cell in zip(CELLS, nb.cells, strict=True)}
@@ -124,3 +128,9 @@ def test_guard_flags_name_each_change_once_and_silent_graded_cells():
         "the grading guard found that torch.equal was replaced",
         "t3: passed with no answer from the guard",
     ]
+
+
+def test_the_kernel_keeps_no_history_database(graded):
+    """Its thread would write to /tmp, which a student can fill, and print the error into
+    whatever a later check was capturing."""
+    assert "history False None" in _printed(graded["history"])
