@@ -170,8 +170,8 @@ def graded(tmp_path_factory) -> Iterator[Graded]:
         write_corpus(load_lab(root, server.port, outside))
         writes = HostWrites([scratch, root, outside.parent, Path("/dev/shm")])
         try:
-            # Single-thread kernels, one more than the cores: the longest entries wait on
-            # their caps, not on the CPU (a slow scan, a loop that swallows interrupts).
+            # Single-thread kernels, one more than the cores: some of the longest entries
+            # mostly wait (a loop of sleeps that swallows interrupts runs into the cap).
             # Side by side, the corpus took 155-164 s this way against 192-198 s with one
             # kernel per core, as a class is graded.
             results = grade_assignment(
