@@ -20,15 +20,20 @@ import sys
 import threading
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nbformat
 
 from autograder.grading import budget
 
+if TYPE_CHECKING:
+    from traitlets.config import Config
+
 __all__ = [
     "MARKERS",
     "REPO_ROOT",
     "assignments",
+    "course_config",
     "find_leaks",
     "generate_feedback",
     "generate_release",
@@ -107,6 +112,14 @@ def nbgrader(
 _FEEDBACK_LOCK = threading.Lock()
 
 
+def course_config(root: Path = REPO_ROOT) -> Config:
+    """The settings of the course at ``root``: its ``nbgrader_config.py``, as nbgrader
+    reads it."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    return PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+
+
 def generate_feedback(assignment: str, root: Path, student: str | None = None) -> str | None:
     """``nbgrader generate_feedback ASSIGNMENT [--student STUDENT] --force`` on the course in
     ``root``, run in this process: None when it worked, else its log and traceback.
@@ -120,14 +133,13 @@ def generate_feedback(assignment: str, root: Path, student: str | None = None) -
     a student without feedback is reported, and the batch goes on."""
     from nbgrader.converters import GenerateFeedback
     from nbgrader.coursedir import CourseDirectory
-    from traitlets.config.loader import PyFileConfigLoader
 
     log = io.StringIO()
     handler = logging.StreamHandler(log)
     handler.setFormatter(logging.Formatter("[%(levelname)s] %(message)s"))
     try:
         root = Path(root).resolve()
-        config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+        config = course_config(root)
         config.CourseDirectory.root = str(root)
         config.CourseDirectory.assignment_id = assignment
         config.CourseDirectory.student_id = student or "*"

@@ -21,10 +21,9 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 from traitlets.config import Configurable
-from traitlets.config.loader import PyFileConfigLoader
 
 from autograder.grading import batch, entry, sandbox
-from autograder.grading.course import REPO_ROOT
+from autograder.grading.course import REPO_ROOT, course_config
 from autograder.grading.entry import DRIVER_VARIABLE, GradeWithDriver
 from autograder.grading.grade import CRASHED, FAILED, GRADED, Result
 from autograder.grading.ledger import (
@@ -502,16 +501,12 @@ def test_a_cluster_task_goes_to_a_live_worker_with_a_thread_free():
 # ---- autograde only through the driver ----------------------------------------------------
 
 
-def _course_config() -> object:
-    return PyFileConfigLoader("nbgrader_config.py", path=str(REPO_ROOT)).load_config()
-
-
 def test_only_the_drivers_nbgrader_runs_execute_notebooks(monkeypatch):
     monkeypatch.delenv(DRIVER_VARIABLE, raising=False)
-    outside = _course_config().Autograde
+    outside = course_config().Autograde
     assert outside.sanitize_preprocessors == outside.autograde_preprocessors == [GradeWithDriver]
     monkeypatch.setenv(DRIVER_VARIABLE, "1")
-    driver = _course_config().Autograde
+    driver = course_config().Autograde
     assert driver.autograde_preprocessors[0] is RecordOutcome  # executes, in the sandbox
     # nbgrader's own, with the edition's words put back into the cells it restores
     sanitize = [p.__name__ for p in driver.sanitize_preprocessors]

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from traitlets.config.loader import PyFileConfigLoader
 
 from autograder.grading import grade
-from autograder.grading.course import REPO_ROOT
+from autograder.grading.course import course_config
 from autograder.grading.feedback import (
     KeepCheckReports,
     WithholdLeakedFeedback,
@@ -210,7 +209,7 @@ def test_the_driver_deletes_a_leaking_notebooks_feedback_and_flags_it_first(tmp_
 
 
 def test_course_config_withholds_before_anything_removes_outputs():
-    config = PyFileConfigLoader("nbgrader_config.py", path=str(REPO_ROOT)).load_config()
+    config = course_config()
     steps = [getattr(p, "__name__", p) for p in config.GenerateFeedback.preprocessors]
     assert config.GenerateFeedback.exporter_class is FeedbackExporter
     assert steps.index("WithholdLeakedFeedback") < steps.index("KeepCheckReports")

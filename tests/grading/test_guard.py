@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-from traitlets.config.loader import PyFileConfigLoader
 
-from autograder.grading.course import REPO_ROOT
+from autograder.grading.course import course_config
 from autograder.grading.scoring import GUARD_KEY, OUTCOME_KEY, RecordOutcome, guard_flags
 
 pytestmark = pytest.mark.slow
@@ -41,10 +40,6 @@ CELLS = [
 ]
 
 
-def _course_config():
-    return PyFileConfigLoader("nbgrader_config.py", path=str(REPO_ROOT)).load_config()
-
-
 @pytest.fixture(scope="module")
 def graded() -> dict[str, nbformat.NotebookNode]:
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for _, src in CELLS])
@@ -56,7 +51,7 @@ def graded() -> dict[str, nbformat.NotebookNode]:
     runner = RecordOutcome(
         timeout=300,
         allow_errors=True,
-        extra_arguments=_course_config().Execute.extra_arguments,  # as grading starts it
+        extra_arguments=course_config().Execute.extra_arguments,  # as grading starts it
     )
     runner.preprocess(nb, {})
     return {name: cell for (name, _), cell in zip(CELLS, nb.cells, strict=True)}
