@@ -289,7 +289,8 @@ def bench_labs(labs: list[str], sizes: list[str]) -> None:
 
 
 def _kernel_threads() -> int:
-    """Threads of the sandboxed kernels now (they run as nobody when grading as root)."""
+    """Threads of the sandboxed kernels now (each runs as a user of its own when grading
+    as root; the cap is per kernel then)."""
     total = 0
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
@@ -298,9 +299,15 @@ def _kernel_threads() -> int:
             )
         except OSError:
             continue
-        if fields.get("Uid", "").split()[:1] == [str(sandbox.NOBODY)]:
+        uid = fields.get("Uid", "").split()[:1]
+        if uid and sandbox.is_kernel_user(int(uid[0])):
             total += int(fields.get("Threads", "0"))
     return total
+
+
+def _cap_words() -> str:
+    shared = sandbox.shared_process_cap()
+    return f"cap {shared}, all kernels together" if shared else f"cap {sandbox.MAX_PROCESSES} each"
 
 
 class _PeakThreads:
@@ -363,7 +370,7 @@ def bench_workers(counts: list[int], students: int, repeats: int, timeout: float
             print(
                 f"run {run}: --workers {n}: {took:.1f} s, {60 * students / took:.1f} a minute "
                 f"({graded}/{students} graded); load {before[0]:.2f} -> {after[0]:.2f}; "
-                f"kernel threads at most {threads.peak} (cap {sandbox.MAX_PROCESSES})",
+                f"kernel threads at most {threads.peak} ({_cap_words()})",
                 flush=True,
             )
             shutil.rmtree(root, ignore_errors=True)

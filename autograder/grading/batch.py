@@ -93,8 +93,9 @@ def plan_workers(
     else the cores shared among the workers; workers, when not given, are as many as
     the cores hold kernels of that many threads, and no more than the ``students`` to
     grade (one student graded again gets every core). ``process_cap``: the sandbox's cap on
-    processes and threads, which every sandboxed kernel counts against together (they
-    run as one user); workers are fewer when more kernels would not fit under it.
+    processes and threads where every sandboxed kernel counts against it together (they
+    run as one user: ``sandbox.shared_process_cap``); workers are fewer when more kernels
+    would not fit under it.
     """
     available = available or cores()
     setting = os.environ.get("OMP_NUM_THREADS", "")
@@ -456,7 +457,7 @@ def grade_batch(
     grade.generate_release(assignment, root)
     expected = grade.notebook_names(assignment, root)
     sandboxed = _sandbox_for(use_sandbox, cluster)
-    cap = sandbox.MAX_PROCESSES if sandboxed and cluster is None else None
+    cap = sandbox.shared_process_cap() if sandboxed and cluster is None else None
     to_grade = len(chosen) if chosen is not None else len(students)
     planned, threads = plan_workers(workers, process_cap=cap, students=to_grade)
     if workers is not None and planned < workers:

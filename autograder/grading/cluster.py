@@ -70,11 +70,12 @@ def check_worker(
     ``Client.run`` passes the worker itself as ``dask_worker``."""
     problems = []
     nthreads = _nthreads(dask_worker) if dask_worker is not None else 1
-    fits, _ = plan_workers(nthreads, process_cap=sandbox.MAX_PROCESSES if sandboxed else None)
+    cap = sandbox.shared_process_cap() if sandboxed else None
+    fits, _ = plan_workers(nthreads, process_cap=cap)
     if fits < nthreads:
         problems.append(
             f"it grades {nthreads} students at once, but only {fits} sandboxed kernels fit "
-            f"under the sandbox's cap of {sandbox.MAX_PROCESSES} processes and threads, "
+            f"under the sandbox's cap of {cap} processes and threads, "
             f"which all kernels share: start it with `dask worker --nthreads {fits}`"
         )
     for module in ("nbgrader", "nbconvert", "ipykernel", "torch", "labkit"):

@@ -24,8 +24,10 @@ starts ipykernel under ``bwrap`` with:
   through ``/proc/<sandbox>/root``; so nothing a kernel writes outlives it, and no
   later student can read it; ``/tmp``, the working folder and the socket folder are
   capped in size (they are memory);
-- an unprivileged user, so that limits on processes apply, and limits on memory,
-  processes and file size (``prlimit``);
+- an unprivileged user of its own (when grading as root), so that limits on processes
+  apply, each kernel's to it alone: a fork bomb that takes every slot it may have leaves
+  the kernels beside it theirs; and limits on memory, processes and file size
+  (``prlimit``);
 - no process started by a cell outlives it (``contain_forks``, ``end_strays``).
 
 Processes: inside the kernel, ``os.kill(-1, SIGKILL)`` before and after each cell
@@ -67,13 +69,22 @@ __all__ = [
     "bwrap_command",
     "contain_forks",
     "end_strays",
+    "is_kernel_user",
     "kernel_env",
     "kernel_environment",
+    "kernel_user",
     "namespace_processes",
+    "shared_process_cap",
 ]
 
 KERNEL_NAME = "labkit-sandbox"
-NOBODY = 65534
+# Grading as root, each kernel runs as a user of its own: the cap on processes counts per
+# user, so a fork bomb in one kernel cannot take the slots of the kernels beside it. The
+# user is this base plus the pid of the kernel's launcher (which becomes bwrap and lives
+# as long as the kernel, so no two live kernels share it), in a range that no
+# distribution or systemd assigns (1879048192 to 2147483647 is left unused).
+KERNEL_USER_BASE = 0x70000000
+KERNEL_USER_SPAN = 2**22  # the largest pid Linux allows
 MEMORY_BYTES = int(os.environ.get("LABKIT_SANDBOX_MEMORY", str(8 * 2**30)))
 # Threads count too (torch starts one per core, ipykernel a few): enough for a lab,
 # few enough that a fork bomb cannot swamp the machine before the cell ends.
@@ -114,6 +125,24 @@ _DATA_ENV = ("LABKIT_CIFAR10", "LABKIT_MNIST", "LABKIT_FASHION_MNIST", "LABKIT_D
 # kernels at once)
 # and the language of the messages (the submission's edition)
 _PASSED_ENV = (*_DATA_ENV, "PATH", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "LABKIT_LANG")
+
+
+def kernel_user(launcher_pid: int) -> int:
+    """The user (and group) id a kernel launched by ``launcher_pid`` runs as, as root."""
+    return KERNEL_USER_BASE + launcher_pid
+
+
+def is_kernel_user(uid: int) -> bool:
+    """Whether ``uid`` is a sandboxed kernel's (for counting what kernels hold)."""
+    return KERNEL_USER_BASE <= uid < KERNEL_USER_BASE + KERNEL_USER_SPAN
+
+
+def shared_process_cap() -> int | None:
+    """The cap on processes and threads that every sandboxed kernel counts against
+    together, or None when each kernel has its own. Only grading as root can give each
+    kernel a user of its own; otherwise they all run as the grader (and count its
+    processes too)."""
+    return None if os.geteuid() == 0 else MAX_PROCESSES
 
 
 def available() -> str | None:
@@ -251,7 +280,9 @@ def bwrap_command(
     connection_file: str | None = None,
     info_fd: int | None = None,
 ) -> list[str]:
-    """The command that runs ``kernel_argv`` sandboxed, with ``workdir`` writable.
+    """The command that runs ``kernel_argv`` sandboxed, with ``workdir`` writable; as root,
+    as the user of this process's kernel (``kernel_user``): the process that runs this
+    command must be the one that called this.
 
     Mounts are made outer folders first, whatever list they come from: a hidden folder
     inside a readable one hides it, a readable folder inside a hidden one shows; at the
@@ -285,7 +316,8 @@ def bwrap_command(
         limits.append(f"--as={MEMORY_BYTES}")
     command += ["prlimit", *limits, "--"]
     if os.geteuid() == 0:  # limits on processes do not apply to root
-        command += ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
+        user = kernel_user(os.getpid())
+        command += ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", "--"]
     return command + kernel_argv
 
 
@@ -295,6 +327,9 @@ def kernel_env() -> dict[str, str]:
     env = {key: os.environ[key] for key in _PASSED_ENV if key in os.environ}
     env.update(
         HOME="/tmp",
+        # The kernel's user has no entry in /etc/passwd: getpass.getuser() reads these.
+        USER="student",
+        LOGNAME="student",
         MPLCONFIGDIR="/tmp/matplotlib",
         MPLBACKEND="module://matplotlib_inline.backend_inline",
         PYTHONDONTWRITEBYTECODE="1",

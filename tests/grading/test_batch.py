@@ -11,10 +11,12 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import dask
 import nbformat
@@ -22,8 +24,8 @@ import pytest
 from nbgrader.api import Gradebook
 from traitlets.config import Configurable
 
-from autograder.grading import batch, entry, sandbox
-from autograder.grading.course import REPO_ROOT, course_config
+from autograder.grading import batch, cluster, entry, sandbox
+from autograder.grading.course import REPO_ROOT, alembic_head, course_config, read_alembic_head
 from autograder.grading.entry import DRIVER_VARIABLE, GradeWithDriver
 from autograder.grading.grade import CRASHED, FAILED, GRADED, Result
 from autograder.grading.ledger import (
@@ -286,6 +288,30 @@ def test_workers_are_fewer_when_their_kernels_would_not_fit_the_sandboxs_process
     assert batch.plan_workers(None, available=4, process_cap=10) == (1, 4)  # never none
 
 
+def test_kernels_share_the_process_cap_only_when_they_share_a_user(monkeypatch):
+    """As root each kernel runs as a user of its own (from its launcher's pid), and its cap
+    is its own: a worker may grade a student per core. Otherwise the kernels run as the
+    grader, and a worker checked for more kernels than fit under one cap is told so."""
+    assert sandbox.kernel_user(41) != sandbox.kernel_user(42)
+    assert sandbox.is_kernel_user(sandbox.kernel_user(4_194_304 - 1))
+    assert not sandbox.is_kernel_user(0) and not sandbox.is_kernel_user(65534)
+    worker = SimpleNamespace(state=SimpleNamespace(nthreads=16))
+    fingerprint = cluster.kit_fingerprint()
+
+    def cap_problems() -> list[str]:
+        found = cluster.check_worker(True, {}, fingerprint, dask_worker=worker)
+        return [problem for problem in found if "processes and threads" in problem]
+
+    monkeypatch.setattr(sandbox.os, "geteuid", lambda: 0)
+    assert sandbox.shared_process_cap() is None
+    assert cap_problems() == []
+    monkeypatch.setattr(sandbox.os, "geteuid", lambda: 1000)
+    assert sandbox.shared_process_cap() == sandbox.MAX_PROCESSES
+    (problem,) = cap_problems()
+    fits, _ = batch.plan_workers(16, process_cap=sandbox.MAX_PROCESSES)
+    assert f"--nthreads {fits}`" in problem and fits < 16
+
+
 def test_the_sandbox_tells_the_kernel_how_many_threads_it_may_use(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("MKL_NUM_THREADS", "1")
@@ -532,6 +558,41 @@ def test_the_course_config_loads_without_torch():
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip() == "[]", run.stdout
+
+
+def test_a_new_gradebook_gets_alembics_head_without_an_alembic_process(tmp_path, monkeypatch):
+    """nbgrader stamps each gradebook it creates with the migrations' head, which it asks
+    an ``alembic heads`` process for (1.7 s of CPU); the kit's nbgrader runs read it from
+    the migration scripts instead, and fall back to that process when they are unclear."""
+    import nbgrader.api
+    import nbgrader.dbutil
+
+    from autograder.grading.course import _NBGRADER_MAIN
+
+    monkeypatch.setattr(nbgrader.api, "get_alembic_version", nbgrader.api.get_alembic_version)
+    scripts = str(Path(sys.executable).parent)  # where nbgrader's alembic script is
+    monkeypatch.setenv("PATH", os.pathsep.join([scripts, os.environ.get("PATH", "")]))
+    asked = nbgrader.api.get_alembic_version()  # the alembic process, as nbgrader asks it
+    assert alembic_head() == asked
+    assert "read_alembic_head()" in _NBGRADER_MAIN
+
+    calls = []
+    monkeypatch.setattr(nbgrader.api.sp, "check_output", lambda *a, **k: calls.append(a) or b"")
+    read_alembic_head()
+    with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}"):
+        pass
+    with sqlite3.connect(tmp_path / "gradebook.db") as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(asked,)]
+    assert calls == []
+
+    versions = tmp_path / "alembic" / "versions"  # two heads: unclear, so alembic is asked
+    versions.mkdir(parents=True)
+    for name, parent in (("aaa", "None"), ("bbb", "'aaa'"), ("ccc", "'aaa'")):
+        (versions / f"{name}.py").write_text(f"revision = '{name}'\ndown_revision = {parent}\n")
+    monkeypatch.setattr(nbgrader.dbutil, "ALEMBIC_DIR", str(versions.parent))
+    assert alembic_head() is None
+    nbgrader.api.get_alembic_version()
+    assert len(calls) == 1 and "heads" in calls[0][0]
 
 
 def _passes(converter: Configurable, student: str) -> list:

@@ -170,14 +170,17 @@ def graded(tmp_path_factory) -> Iterator[Graded]:
         write_corpus(load_lab(root, server.port, outside))
         writes = HostWrites([scratch, root, outside.parent, Path("/dev/shm")])
         try:
-            # One single-thread kernel per core, as a class is graded: eight probe
-            # submissions took 60 s this way against 126 s one at a time, side by side.
+            # Single-thread kernels, one more than the cores: several entries mostly wait
+            # (a cell that sleeps until its cap, a fork bomb held until the cell ends), so
+            # the corpus took 155 to 164 s this way against 192 to 198 s with one per core,
+            # side by side. Each kernel runs as a user of its own, so the fork bomb's
+            # neighbours still start.
             results = grade_assignment(
                 ASSIGNMENT,
                 root,
                 timeout=SUBMISSION_TIMEOUT_S,
                 use_sandbox=True,
-                workers=cores(),
+                workers=cores() + 1,
             )
         finally:
             writes.close()

@@ -129,3 +129,91 @@ def test_end_strays_ends_every_process_but_the_kernel(tmp_path):
         process.kill()
         process.communicate()
     assert sandbox.end_strays(os.getpid()) == 0  # no sandbox: nothing done
+
+
+# Starts threads until the cap on processes refuses one, says how many it holds, and
+# keeps them: what a fork bomb does to the slots of its user, without the forking.
+_HOLD_EVERY_SLOT = """
+import os, threading
+stop = threading.Event()
+held = 0
+try:
+    while True:
+        threading.Thread(target=stop.wait, daemon=True).start()
+        held += 1
+except RuntimeError:
+    pass
+print("holding", held, "as", os.getuid(), flush=True)
+stop.wait()
+"""
+
+_START_THREADS = """
+import os, threading
+stop = threading.Event()
+threads = [threading.Thread(target=stop.wait) for _ in range(20)]
+for thread in threads:
+    thread.start()
+stop.set()
+print("started", len(threads), "as", os.getuid(), flush=True)
+"""
+
+
+@pytest.mark.slow
+@needs_bwrap
+@pytest.mark.skipif(os.geteuid() != 0, reason="kernels get users of their own as root")
+def test_a_kernel_holding_every_process_slot_leaves_the_next_kernel_room(tmp_path, monkeypatch):
+    """Kernels graded side by side: one takes every process slot the sandbox allows it;
+    a kernel that starts then still starts, and starts threads (with one user for all
+    kernels, it died before replying to kernel_info, and its student was 'crashed')."""
+    from jupyter_client.manager import KernelManager
+
+    env = sandbox.kernel_environment(tmp_path / "kernel", hidden=[])
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)  # the launcher's working folder is the kernel's
+
+    def start():
+        manager = KernelManager(
+            kernel_name=sandbox.KERNEL_NAME, transport="ipc", ip=env["LABKIT_KERNEL_IPC"]
+        )
+        manager.start_kernel(cwd=str(workdir))
+        client = manager.client()
+        client.start_channels()
+        client.wait_for_ready(timeout=60)
+        return manager, client
+
+    def printed(client, code: str, wait: bool = True) -> str:
+        """What ``code`` prints (its first line only when not waiting for it to end)."""
+        msg_id = client.execute(code)
+        text = ""
+        while True:
+            message = client.get_iopub_msg(timeout=60)
+            if message["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind, content = message["msg_type"], message["content"]
+            if kind == "stream":
+                text += content["text"]
+                if not wait and "\n" in text:
+                    return text
+            elif kind == "error":
+                return text + content["ename"] + ": " + content["evalue"]
+            elif kind == "status" and content["execution_state"] == "idle":
+                return text
+
+    started = []
+    try:
+        started.append(start())
+        holding = printed(started[0][1], _HOLD_EVERY_SLOT, wait=False).split()
+        assert holding[0] == "holding" and int(holding[1]) > 0, holding
+        started.append(start())
+        other = printed(started[1][1], _START_THREADS).split()
+        assert other[:2] == ["started", "20"], other
+        hog_user, other_user = int(holding[3]), int(other[3])
+        assert hog_user != other_user
+        assert sandbox.is_kernel_user(hog_user) and sandbox.is_kernel_user(other_user)
+    finally:
+        for manager, client in started:
+            client.stop_channels()
+            manager.shutdown_kernel(now=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import subprocess
 import tarfile
 import urllib.error
 import zipfile
@@ -220,3 +221,38 @@ def test_prepare_all_runs_each_dataset_and_from_needs_one(
     with pytest.raises(SystemExit) as usage:
         main(["prepare", "all", "--from", str(tmp_path)])
     assert usage.value.code == 2
+
+
+@pytest.mark.slow
+def test_the_prepare_script_fails_on_cifar10_and_only_warns_on_mnist(tmp_path: Path) -> None:
+    """scripts/prepare-data.sh imports CIFAR-10 and MNIST side by side, and still shows each
+    one's lines whole, and fails only when CIFAR-10 (which every lab after Day 2 trains on)
+    cannot be imported."""
+    repo = Path(__file__).resolve().parents[3]
+    if not (repo / ".venv" / "bin" / "python").exists():
+        pytest.skip("the script runs the kit's .venv (make setup)")
+    datasets = tmp_path / "datasets"
+    datasets.mkdir()
+    write_image_folder(tmp_path / "c10", train=20, test=2)
+    cifar10 = _tar(tmp_path / "c10", datasets / "cifar10-jpg.tar.gz")
+    mnist = datasets / "mnist-png.tar.gz"
+    mnist.write_bytes(cifar10.read_bytes()[:300])  # cut off
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABKIT_")}
+    env.update(DATASETS=str(datasets), LABKIT_DATA=str(tmp_path / "data"))
+
+    def run() -> subprocess.CompletedProcess[str]:
+        script = ["bash", str(repo / "scripts" / "prepare-data.sh")]
+        return subprocess.run(script, env=env, capture_output=True, text=True, timeout=300)
+
+    both = run()  # a whole CIFAR-10 of 200 images is not the official release
+    assert both.returncode == 1, both.stdout + both.stderr
+    out = both.stdout + both.stderr
+    assert "CIFAR-10 in" in out and "differs from the official release" in out
+    assert f"{mnist} could not be unpacked" in out and "MNIST: not prepared" in out
+    assert out.index("CIFAR-10: importing") < out.index("differs") < out.index("MNIST: importing")
+
+    cifar10.unlink()
+    only_mnist = run()
+    assert only_mnist.returncode == 0, only_mnist.stdout + only_mnist.stderr
+    assert "CIFAR-10: none found" in only_mnist.stdout
+    assert "MNIST: not prepared" in only_mnist.stdout
