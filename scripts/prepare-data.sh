@@ -12,7 +12,9 @@
 #
 # Imports and downloads go through `python -m labkit.data prepare`, which checks the images
 # per class and the official checksums and builds the decoded-image cache. A failed CIFAR-10
-# import or download fails this script; MNIST and Fashion-MNIST only warn (no lab needs them yet).
+# import or download fails this script (five of the six labs load it); MNIST and
+# Fashion-MNIST only warn: the labs that use them (Days 2 and 6) download them where they
+# are missing, which an offline grading server cannot (prepare them there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATASETS=${DATASETS:-../shared/datasets}

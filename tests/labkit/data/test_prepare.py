@@ -225,9 +225,8 @@ def test_prepare_all_runs_each_dataset_and_from_needs_one(
 
 @pytest.mark.slow
 def test_the_prepare_script_fails_on_cifar10_and_only_warns_on_mnist(tmp_path: Path) -> None:
-    """scripts/prepare-data.sh imports CIFAR-10 and MNIST side by side, and still shows each
-    one's lines whole, and fails only when CIFAR-10 (which every lab after Day 2 trains on)
-    cannot be imported."""
+    """scripts/prepare-data.sh imports CIFAR-10 and MNIST side by side, still shows each
+    one's lines whole, and fails only when CIFAR-10 cannot be imported."""
     repo = Path(__file__).resolve().parents[3]
     if not (repo / ".venv" / "bin" / "python").exists():
         pytest.skip("the script runs the kit's .venv (make setup)")
