@@ -570,9 +570,9 @@ class LoopbackServer:
 class HostWrites:
     """Bytes that kernels wrote on the grader's machine outside the students' own folders,
     sampled while grading runs: every regular file under ``roots`` owned by another user
-    than the grader (a sandboxed kernel runs as nobody), and any file but the grader's
-    connection files (``*.json``) in the driver's runtime folders; each counted at the
-    largest size seen. A kernel's own folder is a tmpfs in its sandbox: nothing there is
+    than the grader (a sandboxed kernel runs as a user of its own), and any file but the
+    grader's connection files (``*.json``) in the driver's runtime folders; each counted at
+    the largest size seen. A kernel's own folder is a tmpfs in its sandbox: nothing there is
     on this machine's disk."""
 
     def __init__(self, roots: list[Path], interval_s: float = 0.5) -> None:
