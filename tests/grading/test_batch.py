@@ -25,7 +25,7 @@ from nbgrader.api import Gradebook
 from traitlets.config import Configurable
 
 from autograder.grading import batch, cluster, entry, sandbox
-from autograder.grading.course import REPO_ROOT, alembic_head, course_config, read_alembic_head
+from autograder.grading.course import REPO_ROOT, alembic_head, course_config, patch_alembic_head
 from autograder.grading.entry import DRIVER_VARIABLE, GradeWithDriver
 from autograder.grading.grade import CRASHED, FAILED, GRADED, Result
 from autograder.grading.ledger import (
@@ -574,11 +574,11 @@ def test_a_new_gradebook_gets_alembics_head_without_an_alembic_process(tmp_path,
     monkeypatch.setenv("PATH", os.pathsep.join([scripts, os.environ.get("PATH", "")]))
     asked = nbgrader.api.get_alembic_version()  # the alembic process, as nbgrader asks it
     assert alembic_head() == asked
-    assert "read_alembic_head()" in _NBGRADER_MAIN
+    assert "patch_alembic_head()" in _NBGRADER_MAIN
 
     calls = []
     monkeypatch.setattr(nbgrader.api.sp, "check_output", lambda *a, **k: calls.append(a) or b"")
-    read_alembic_head()
+    patch_alembic_head()
     with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}"):
         pass
     with sqlite3.connect(tmp_path / "gradebook.db") as db:
