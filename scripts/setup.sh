@@ -30,7 +30,8 @@ if [ ! -x .venv/bin/python ]; then
   echo "creating .venv with $($PYTHON --version)"
   "$PYTHON" -m venv .venv
 fi
-# torch is about 2.6 GB the first time; later runs only check.
+# torch is about 6 GB in .venv the first time (with the CUDA libraries pip brings on
+# Linux); later runs only check.
 .venv/bin/python -m pip install --quiet --disable-pip-version-check \
   -c constraints.txt -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python - <<'PY'
