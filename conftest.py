@@ -11,6 +11,9 @@ The notebooks run at the size grading uses (``LABKIT_RUN=grade``, the token size
 test`` runs them at the size a student's CPU gets.
 
 Every test leaves the process's environment as it found it (``_environment_kept``).
+
+``make test`` runs on two pytest-xdist workers: the modules that grade whole classes in one
+lane, every other file in the other (``GRADING_LANE``, ``pytest_xdist_make_scheduler``).
 """
 
 from __future__ import annotations
@@ -42,10 +45,11 @@ def _real_mnist() -> str | None:
 
 def _share_the_cores(workers: int) -> None:
     """In a pytest-xdist worker: torch threads for this process and what it starts (nbval's
-    kernels, a notebook server's), unless ``OMP_NUM_THREADS`` says. The grading lane's kernels
-    fill every core, so the other lane gets a share: one thread on two cores. Torch's
-    default, a thread per core in each of two busy processes, made its training cells three
-    to seven times slower and burned 40% more CPU time in all, waiting on each other."""
+    kernels, a notebook server's), unless ``OMP_NUM_THREADS`` says. The grading lane's
+    kernels fill every core on their own, so each worker gets cores / (2 x workers): one
+    thread on two cores. Torch's default, a thread per core in each of two busy processes,
+    made training cells three to seven times slower and burned 40% more CPU time in all,
+    the threads waiting on each other."""
     if os.environ.get("OMP_NUM_THREADS"):
         return
     threads = str(max(1, len(os.sched_getaffinity(0)) // (2 * workers)))
@@ -81,7 +85,8 @@ def pytest_configure(config):
 # core); the rest mostly keep one core busy (a browser, a server, a notebook, a unit test).
 # ``make test`` runs two pytest workers (``-n 2 --dist loadscope``): one takes this lane,
 # its modules one after the other, while the other takes every other file, each file
-# whole so that its fixtures are built once.
+# whole so that its fixtures are built once. (xdist's own ``--dist loadgroup`` cannot do
+# this here: it renames ``item._nodeid``, which pytest 9 no longer reads.)
 GRADING_LANE = ("tests/grading/test_hostile.py", "tests/grading/test_grading.py")
 
 
