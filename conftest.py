@@ -52,7 +52,9 @@ def _share_the_cores(workers: int) -> None:
     the threads waiting on each other."""
     if os.environ.get("OMP_NUM_THREADS"):
         return
-    threads = str(max(1, len(os.sched_getaffinity(0)) // (2 * workers)))
+    from autograder.grading.batch import cores  # what the grading lane's kernels count
+
+    threads = str(max(1, cores() // (2 * workers)))
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = threads
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(int(threads))
